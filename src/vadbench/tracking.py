@@ -1,0 +1,106 @@
+"""MLflow tracking: one store for the whole workflow, one experiment per dataset, one run per
+(variant, seed).
+
+MLflow 3.17 creates a fresh SQLite schema racily (of 8 processes starting together on an
+empty store, 7 failed and left it broken), so :func:`init_store` runs once, in its own rule,
+before any job that logs; the jobs then only write to an existing schema.
+
+The AUC JSON files are the source of truth; MLflow is the place to compare runs. A logging
+call that fails after the run exists (a server that went away) is reported in the job's log
+and does not throw away an hour of training.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from vadbench.logs import get_logger
+
+log = get_logger("tracking")
+
+ENV_URI = "MLFLOW_TRACKING_URI"
+
+
+def resolve_tracking_uri(configured: str, environ: dict[str, str] | None = None) -> str:
+    """``MLFLOW_TRACKING_URI`` when set, else the configured URI."""
+    environ = os.environ if environ is None else environ
+    return environ.get(ENV_URI) or configured
+
+
+def experiment_name(pattern: str, dataset: str) -> str:
+    return pattern.format(dataset=dataset)
+
+
+def _client(uri: str):
+    from mlflow.tracking import MlflowClient
+
+    return MlflowClient(tracking_uri=uri)
+
+
+def init_store(uri: str, experiments: list[str], artifact_root: str | Path) -> dict[str, str]:
+    """Create the tracking store (if new) and the experiments; return name -> experiment id."""
+    client = _client(uri)
+    root = Path(artifact_root).resolve()
+    ids = {}
+    for name in experiments:
+        found = client.get_experiment_by_name(name)
+        if found is None:
+            location = None if uri.startswith("http") else (root / name).as_uri()
+            ids[name] = client.create_experiment(name, artifact_location=location)
+            log.info("created experiment %s (%s)", name, ids[name])
+        else:
+            ids[name] = found.experiment_id
+    return ids
+
+
+class RunLogger:
+    """Logs to one MLflow run, created on first use or re-opened by id (a resumed job)."""
+
+    def __init__(self, uri: str, experiment: str, run_id: str | None = None, run_name: str | None = None,
+                 tags: dict[str, str] | None = None) -> None:
+        self.client = _client(uri)
+        if run_id is None:
+            found = self.client.get_experiment_by_name(experiment)
+            # normally created by the mlflow_store rule; a server named by MLFLOW_TRACKING_URI
+            # after that rule ran may not have it yet, and a server creates it safely
+            experiment_id = found.experiment_id if found else self.client.create_experiment(experiment)
+            run = self.client.create_run(experiment_id, run_name=run_name, tags=tags or {})
+            run_id = run.info.run_id
+        else:
+            self.client.update_run(run_id, status="RUNNING")
+        self.run_id = run_id
+
+    def _safe(self, what: str, fn, *args: Any, **kwargs: Any) -> None:
+        try:
+            fn(*args, **kwargs)
+        except Exception as err:  # noqa: BLE001 - tracking must not kill a finished computation
+            log.warning("MLflow %s failed for run %s: %s", what, self.run_id, err)
+
+    def log_params(self, params: dict[str, str]) -> None:
+        from mlflow.entities import Param
+
+        existing = self.client.get_run(self.run_id).data.params
+        new = [Param(k, v[:6000]) for k, v in params.items() if k not in existing]
+        for i in range(0, len(new), 100):
+            self._safe("log_params", self.client.log_batch, self.run_id, params=new[i : i + 100])
+
+    def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None:
+        from mlflow.entities import Metric
+        import time
+
+        now = int(time.time() * 1000)
+        batch = [Metric(k, float(v), now, step or 0) for k, v in metrics.items()]
+        self._safe("log_metrics", self.client.log_batch, self.run_id, metrics=batch)
+
+    def set_tags(self, tags: dict[str, str]) -> None:
+        from mlflow.entities import RunTag
+
+        self._safe("set_tags", self.client.log_batch, self.run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
+
+    def log_artifact(self, path: str | Path) -> None:
+        self._safe("log_artifact", self.client.log_artifact, self.run_id, str(path))
+
+    def finish(self, status: str = "FINISHED") -> None:
+        self._safe("set_terminated", self.client.set_terminated, self.run_id, status)

@@ -1,0 +1,58 @@
+# Config validation, wildcard constraints and the get_*() lookups every rule uses.
+import os
+
+from vadbench.config import preset_of, protocol_of, run_config, validate_config
+from vadbench.tracking import experiment_name
+
+validate_config(config, os.path.join(workflow.basedir, "workflow/schemas/config.schema.yaml"))
+
+DATASETS = sorted(config["datasets"])
+VARIANTS = sorted(config["variants"])
+SEEDS = [int(s) for s in config["seeds"]]
+
+
+wildcard_constraints:
+    dataset="|".join(DATASETS),
+    variant="|".join(VARIANTS),
+    preset="|".join(sorted(config["presets"])),
+    seed=r"\d+",
+
+
+def get_final_outputs():
+    """Every configured (dataset, variant) result."""
+    return expand("results/{dataset}_{variant}_auc.json", dataset=DATASETS, variant=VARIANTS)
+
+
+def get_preset(dataset):
+    return preset_of(config, dataset)[1]
+
+
+def get_arrays(wildcards):
+    name, _ = preset_of(config, wildcards.dataset)
+    return f"resources/{wildcards.dataset}/{name}/arrays"
+
+
+def get_index(wildcards):
+    name, _ = preset_of(config, wildcards.dataset)
+    return f"resources/{wildcards.dataset}/{name}/clips.npz"
+
+
+def get_run(wildcards):
+    return run_config(config, wildcards.dataset, wildcards.variant, int(wildcards.seed))
+
+
+def get_protocol(wildcards):
+    return protocol_of(config, wildcards.dataset, wildcards.variant).to_dict()
+
+
+def get_experiment(wildcards):
+    return experiment_name(config["mlflow"]["experiment"], wildcards.dataset)
+
+
+def get_seed_aucs(wildcards):
+    return expand(
+        "results/{dataset}/{variant}/seed{seed}/auc.json",
+        dataset=wildcards.dataset,
+        variant=wildcards.variant,
+        seed=SEEDS,
+    )

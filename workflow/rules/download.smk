@@ -1,0 +1,14 @@
+rule download:
+    """Put the dataset's source in place: generate the synthetic one, or link a local folder."""
+    output:
+        directory("resources/{dataset}/source"),
+    params:
+        dataset=lambda wc: config["datasets"][wc.dataset],
+    log:
+        "logs/{dataset}/download.log",
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=60,
+    script:
+        "../scripts/download.py"

@@ -1,0 +1,39 @@
+rule score:
+    """Per-frame anomaly scores of every test video under the variant's protocol."""
+    input:
+        model="results/{dataset}/{variant}/seed{seed}/model.pt",
+        arrays=get_arrays,
+        index=get_index,
+        labels="resources/{dataset}/frames",
+    output:
+        "results/{dataset}/{variant}/seed{seed}/scores.npz",
+    params:
+        protocol=get_protocol,
+        batch_size=lambda wc: get_preset(wc.dataset).get("score_batch_size", 16),
+    log:
+        "logs/{dataset}/{variant}/seed{seed}/score.log",
+    benchmark:
+        "results/benchmarks/{dataset}/{variant}/seed{seed}/score.tsv"
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=60,
+    script:
+        "../scripts/score.py"
+
+
+rule auc:
+    """Micro AUC (normalised and raw) and macro AUC of one seed, written to its MLflow run."""
+    input:
+        scores="results/{dataset}/{variant}/seed{seed}/scores.npz",
+        run_info="results/{dataset}/{variant}/seed{seed}/run.json",
+    output:
+        "results/{dataset}/{variant}/seed{seed}/auc.json",
+    log:
+        "logs/{dataset}/{variant}/seed{seed}/auc.log",
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=10,
+    script:
+        "../scripts/auc.py"

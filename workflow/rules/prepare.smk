@@ -1,0 +1,55 @@
+rule frames:
+    """Canonical, 0-based, contiguous frame names and one 0/1 label array per test video."""
+    input:
+        "resources/{dataset}/source",
+    output:
+        directory("resources/{dataset}/frames"),
+    params:
+        layout=lambda wc: config["datasets"][wc.dataset]["layout"],
+    log:
+        "logs/{dataset}/frames.log",
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=60,
+    script:
+        "../scripts/frames.py"
+
+
+rule resize:
+    """Decode every frame once into per-video uint8 arrays at the preset's size and channels."""
+    input:
+        "resources/{dataset}/frames",
+    output:
+        directory("resources/{dataset}/{preset}/arrays"),
+    params:
+        size=lambda wc: config["presets"][wc.preset]["frame_size"],
+        channels=lambda wc: config["presets"][wc.preset]["channels"],
+    log:
+        "logs/{dataset}/{preset}/resize.log",
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=60,
+    script:
+        "../scripts/resize.py"
+
+
+rule index:
+    """The cuboid index: (video, start frame) of every train and test clip."""
+    input:
+        "resources/{dataset}/{preset}/arrays",
+    output:
+        "resources/{dataset}/{preset}/clips.npz",
+    params:
+        clip_length=lambda wc: config["presets"][wc.preset]["clip_length"],
+        train_stride=lambda wc: config["presets"][wc.preset]["train_stride"],
+        test_stride=lambda wc: config["presets"][wc.preset]["test_stride"],
+    log:
+        "logs/{dataset}/{preset}/index.log",
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=10,
+    script:
+        "../scripts/index.py"

@@ -1,0 +1,7 @@
+"""aggregate rule: mean and std over seeds for one (dataset, variant)."""
+from vadbench.logs import redirect_to
+from vadbench.pipeline import aggregate_run
+
+with redirect_to(snakemake.log[0]):
+    aggregate_run(list(snakemake.input), snakemake.params.seeds, snakemake.params.run, snakemake.output[0],
+                  repo_dir=snakemake.params.repo)

@@ -1,0 +1,12 @@
+"""mlflow_store rule: create the tracking store and the dataset's experiment."""
+from vadbench.logs import redirect_to
+from vadbench.pipeline import prepare_store
+from vadbench.tracking import resolve_tracking_uri
+
+with redirect_to(snakemake.log[0]):
+    prepare_store(
+        resolve_tracking_uri(snakemake.config["mlflow"]["tracking_uri"]),
+        [snakemake.params.experiment],
+        snakemake.params.artifact_root,
+        snakemake.output[0],
+    )
