@@ -10,6 +10,8 @@ rule aggregate:
         repo=workflow.basedir,
     log:
         "logs/{dataset}/{variant}/aggregate.log",
+    conda:
+        "../../envs/vadbench.yaml"
     threads: 1
     resources:
         mem_mb=1000,

@@ -6,6 +6,8 @@ rule download:
         dataset=lambda wc: config["datasets"][wc.dataset],
     log:
         "logs/{dataset}/download.log",
+    conda:
+        "../../envs/vadbench.yaml"
     threads: 1
     resources:
         mem_mb=1000,

@@ -14,6 +14,8 @@ rule score:
         "logs/{dataset}/{variant}/seed{seed}/score.log",
     benchmark:
         "results/benchmarks/{dataset}/{variant}/seed{seed}/score.tsv"
+    conda:
+        "../../envs/vadbench.yaml"
     threads: 1
     resources:
         mem_mb=4000,
@@ -31,6 +33,8 @@ rule auc:
         "results/{dataset}/{variant}/seed{seed}/auc.json",
     log:
         "logs/{dataset}/{variant}/seed{seed}/auc.log",
+    conda:
+        "../../envs/vadbench.yaml"
     threads: 1
     resources:
         mem_mb=1000,

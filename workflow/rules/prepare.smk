@@ -8,6 +8,8 @@ rule frames:
         layout=lambda wc: config["datasets"][wc.dataset]["layout"],
     log:
         "logs/{dataset}/frames.log",
+    conda:
+        "../../envs/vadbench.yaml"
     threads: 1
     resources:
         mem_mb=1000,
@@ -27,6 +29,8 @@ rule resize:
         channels=lambda wc: config["presets"][wc.preset]["channels"],
     log:
         "logs/{dataset}/{preset}/resize.log",
+    conda:
+        "../../envs/vadbench.yaml"
     threads: 1
     resources:
         mem_mb=4000,
@@ -47,6 +51,8 @@ rule index:
         test_stride=lambda wc: config["presets"][wc.preset]["test_stride"],
     log:
         "logs/{dataset}/{preset}/index.log",
+    conda:
+        "../../envs/vadbench.yaml"
     threads: 1
     resources:
         mem_mb=1000,

@@ -8,6 +8,8 @@ rule mlflow_store:
         artifact_root=config["mlflow"].get("artifact_root", "results/mlflow-artifacts"),
     log:
         "logs/{dataset}/mlflow_store.log",
+    conda:
+        "../../envs/vadbench.yaml"
     threads: 1
     resources:
         mem_mb=1000,

@@ -15,6 +15,8 @@ rule train:
         "logs/{dataset}/{variant}/seed{seed}/train.log",
     benchmark:
         "results/benchmarks/{dataset}/{variant}/seed{seed}/train.tsv"
+    conda:
+        "../../envs/vadbench.yaml"
     threads: 1
     resources:
         mem_mb=4000,

@@ -38,7 +38,7 @@ def parse_intervals(mat_path: Path, lengths: list[int]) -> list[np.ndarray]:
     """Per-frame 0/1 labels from a Liu ``gt`` file, one array per test video of ``lengths``."""
     try:
         gt = scipy.io.loadmat(mat_path)["gt"]
-    except (ValueError, OSError, KeyError, TypeError) as err:
+    except (scipy.io.matlab.MatReadError, ValueError, OSError, KeyError, TypeError) as err:
         raise DatasetError(f"{mat_path}: cannot read variable 'gt' ({err!r}); expected a Liu et al. .mat") from None
     cells = list(np.asarray(gt, dtype=object).ravel())
     if len(cells) != len(lengths):

@@ -13,8 +13,8 @@ light walkways across darker grass, sensor noise on every frame, and small dark 
 walking slowly along the walkways in both directions. Each test video adds one anomaly that
 starts after some normal frames and ends before the video does:
 
-* ``cart``: a large object moving fast along a walkway (Ped2's carts and trucks);
-* ``runner``: a pedestrian-sized figure moving four times faster than anyone walks (cyclists);
+* ``cart``: a large bright object moving fast along a walkway (Ped2's carts and trucks);
+* ``cyclist``: a wide dark figure moving three times faster than anyone walks;
 * ``crosser``: a pedestrian walking across the grass, where nobody walks in training.
 
 A frame is labelled anomalous exactly when a pixel of the anomalous object is drawn in it.
@@ -32,7 +32,7 @@ import scipy.io
 import scipy.ndimage
 from PIL import Image
 
-ANOMALY_KINDS = ("cart", "runner", "crosser")
+ANOMALY_KINDS = ("cart", "cyclist", "crosser")
 
 _WALK_SPEED = (0.3, 0.7)  # px per frame at 64 px; scaled with the frame size
 
@@ -97,11 +97,11 @@ def _anomaly(kind: str, size: int, walkways, rng: np.random.Generator) -> _Sprit
     top, bottom = walkways[rng.integers(len(walkways))]
     if kind == "cart":
         height, width = round(9 * scale), round(12 * scale)
-        vx, vy, intensity = sign * rng.uniform(2.0, 3.0) * scale, 0.0, 0.92
+        vx, vy, intensity = sign * rng.uniform(1.2, 1.6) * scale, 0.0, 0.92
         y = bottom - height + 1
-    elif kind == "runner":
-        height, width = max(3, round(5 * scale)), max(2, round(3 * scale))
-        vx, vy, intensity = sign * rng.uniform(2.2, 3.0) * scale, 0.0, 0.15
+    elif kind == "cyclist":
+        height, width = max(4, round(6 * scale)), max(5, round(8 * scale))
+        vx, vy, intensity = sign * rng.uniform(1.4, 1.8) * scale, 0.0, 0.05
         y = (top + bottom) / 2 - height / 2
     elif kind == "crosser":
         height, width = max(3, round(5 * scale)), max(2, round(3 * scale))

@@ -1,0 +1,5 @@
+import sys
+
+from vadbench.cli import main
+
+sys.exit(main())

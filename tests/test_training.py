@@ -1,0 +1,93 @@
+"""Training is deterministic for a seed on CPU and resumes exactly after an interruption."""
+
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from conftest import REPO, TINY_CONFIG
+from vadbench.arrays import decode_videos
+from vadbench.clips import build_index
+from vadbench.config import run_config
+from vadbench.datasets import convert_source
+from vadbench.datasets.synthetic import SyntheticSpec, generate
+from vadbench.training import load_trained, train_model
+
+
+@pytest.fixture(scope="module")
+def prepared(tmp_path_factory):
+    root = tmp_path_factory.mktemp("prepared")
+    config = yaml.safe_load((REPO / "config/config.yaml").read_text())
+    tiny = yaml.safe_load(TINY_CONFIG)
+    config["presets"].update(tiny["presets"])
+    config["datasets"]["toy"] = tiny["datasets"]["toy"]
+    generate(root / "source", SyntheticSpec(**tiny["datasets"]["toy"]["synthetic"]))
+    convert_source(root / "source", "liu", root / "frames")
+    decode_videos(root / "frames", root / "arrays", (32, 32), 1)
+    build_index(root / "arrays", 16, 4, 1, root / "clips.npz")
+    config["presets"]["tiny"]["epochs"] = 3
+    return root, run_config(config, "toy", "memae", 7)
+
+
+def weights(path: Path) -> dict[str, torch.Tensor]:
+    return torch.load(path, weights_only=False)["state_dict"]
+
+
+def test_same_seed_gives_identical_weights(prepared, tmp_path):
+    root, run = prepared
+    for name in ("a", "b"):
+        train_model(run, root / "arrays", root / "clips.npz", tmp_path / f"{name}.pt", tmp_path / f"{name}.ckpt")
+    a, b = weights(tmp_path / "a.pt"), weights(tmp_path / "b.pt")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    other = dict(run, seed=8)
+    train_model(other, root / "arrays", root / "clips.npz", tmp_path / "c.pt", tmp_path / "c.ckpt")
+    c = weights(tmp_path / "c.pt")
+    assert not all(torch.equal(a[k], c[k]) for k in a)
+
+
+class Interrupt(Exception):
+    pass
+
+
+class StopAfter:
+    """A tracker that records losses and raises after ``n`` epochs, as a killed job would stop."""
+
+    def __init__(self, n: int | None) -> None:
+        self.n, self.steps = n, []
+
+    def log_params(self, params):
+        pass
+
+    def set_tags(self, tags):
+        pass
+
+    def log_metrics(self, metrics, step=None):
+        self.steps.append(step)
+        if self.n is not None and len(self.steps) >= self.n:
+            raise Interrupt
+
+
+def test_interrupted_training_resumes_to_the_same_weights(prepared, tmp_path):
+    root, run = prepared
+    args = (run, root / "arrays", root / "clips.npz")
+    train_model(*args, tmp_path / "full.pt", tmp_path / "full.ckpt")
+    with pytest.raises(Interrupt):
+        train_model(*args, tmp_path / "resumed.pt", tmp_path / "resumed.ckpt", tracker=StopAfter(1))
+    assert not (tmp_path / "resumed.pt").exists() and (tmp_path / "resumed.ckpt").exists()
+    tracker = StopAfter(None)
+    result = train_model(*args, tmp_path / "resumed.pt", tmp_path / "resumed.ckpt", tracker=tracker)
+    assert tracker.steps == [1, 2]  # epoch 0 was not trained again
+    assert [h["epoch"] for h in result["history"]] == [0, 1, 2]
+    full, resumed = weights(tmp_path / "full.pt"), weights(tmp_path / "resumed.pt")
+    assert all(torch.equal(full[k], resumed[k]) for k in full)
+
+
+def test_saved_model_holds_weights_and_resolved_config(prepared, tmp_path):
+    root, run = prepared
+    train_model(run, root / "arrays", root / "clips.npz", tmp_path / "m.pt", tmp_path / "m.ckpt", meta={"mlflow_run_id": "x"})
+    state = torch.load(tmp_path / "m.pt", weights_only=False)
+    assert state["config"] == run and state["meta"] == {"mlflow_run_id": "x"}
+    assert state["versions"]["torch"] == torch.__version__
+    model, loaded_run = load_trained(tmp_path / "m.pt", torch.device("cpu"))
+    assert loaded_run == run and not model.training
