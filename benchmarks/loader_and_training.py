@@ -1,0 +1,158 @@
+"""Benchmark: the training loader against a naive per-sample JPEG loader, and training
+throughput against the machine's fp32 matmul peak. Prints ratios; asserts nothing.
+
+    .venv/bin/python benchmarks/loader_and_training.py [--preset cpu] [--threads 2]
+
+Frames: two training videos of the real UCSD Ped2 (360x240 JPEG) from
+../shared/datasets/ped2.tar when it is there, else the synthetic scene rendered at 240x240.
+The naive loader does what the official codes do per sample: open and decode each of the 16
+JPEGs of a clip, convert to grayscale, resize and normalise. vadbench's loader slices the
+per-video uint8 arrays decoded once by the ``resize`` rule, memory-mapped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import tarfile
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import yaml
+from PIL import Image
+from torch.utils.flop_counter import FlopCounterMode
+
+from vadbench.arrays import decode_videos
+from vadbench.clips import ClipLoader, build_index, load_index
+from vadbench.datasets import convert_source
+from vadbench.datasets.synthetic import SyntheticSpec, generate
+from vadbench.models import build_model
+
+REPO = Path(__file__).resolve().parents[1]
+PED2 = REPO.parent / "shared/datasets/ped2.tar"
+
+
+def source_frames(tmp: Path) -> tuple[Path, str]:
+    """A small canonical frame folder and a description of where it came from."""
+    if PED2.exists():
+        root = tmp / "ped2src"
+        with tarfile.open(PED2) as tar:
+            wanted = [m for m in tar.getmembers() if m.name.startswith(("ped2/training/frames/01/", "ped2/training/frames/02/",
+                                                                        "ped2/testing/frames/01/")) or m.name == "ped2/ped2.mat"]
+            tar.extractall(root, members=wanted, filter="data")
+        # keep the ground truth consistent with the one test video extracted
+        import scipy.io
+        gt = scipy.io.loadmat(root / "ped2/ped2.mat")["gt"][:, :1]
+        scipy.io.savemat(root / "ped2/ped2.mat", {"gt": gt})
+        what = "UCSD Ped2 training videos 01-02 (360x240 JPEG)"
+    else:
+        root = generate(tmp / "toysrc", SyntheticSpec(frame_size=240, train_videos=2, test_videos=1, frames_per_video=120))
+        what = "synthetic scene at 240x240 JPEG (ped2.tar not found)"
+    convert_source(root, "liu", tmp / "frames")
+    return tmp / "frames", what
+
+
+def naive_clip(paths: list[Path], size: tuple[int, int]) -> np.ndarray:
+    frames = []
+    for p in paths:
+        with Image.open(p) as im:
+            frames.append(np.asarray(im.convert("L").resize((size[1], size[0]), Image.BICUBIC), dtype=np.float32))
+    return np.stack(frames)[None] / 127.5 - 1.0  # (1, T, H, W)
+
+
+def time_loaders(frames: Path, arrays: Path, index_path: Path, size, batch: int, n_batches: int) -> tuple[float, float]:
+    index = load_index(index_path, "train")
+    loader = ClipLoader(arrays, "train", index, batch)
+    t0, seen = time.perf_counter(), 0
+    for epoch in range(1000):
+        for _, clips in loader.batches(epoch, shuffle_seed=0):
+            seen += len(clips)
+        if seen >= n_batches * batch * 20:
+            break
+    fast = seen / (time.perf_counter() - t0)
+    rng = np.random.default_rng(0)
+    t0, seen = time.perf_counter(), 0
+    for _ in range(n_batches):
+        picks = rng.integers(0, len(index), batch)
+        clips = []
+        for i in picks:
+            video = frames / "train" / index.videos[index.video_ids[i]]
+            paths = sorted(video.iterdir())[index.starts[i] : index.starts[i] + index.clip_length]
+            clips.append(naive_clip(paths, size))
+        torch.from_numpy(np.stack(clips))
+        seen += batch
+    naive = seen / (time.perf_counter() - t0)
+    return fast, naive
+
+
+def matmul_peak(threads: int, n: int = 2048, reps: int = 10) -> float:
+    torch.set_num_threads(threads)
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    a @ b
+    t0 = time.perf_counter()
+    for _ in range(reps):
+        a @ b
+    return 2 * n**3 * reps / (time.perf_counter() - t0) / 1e9
+
+
+def training_rate(model_name: str, params: dict, size, clip_length: int, batch: int, threads: int, steps: int, amp: str):
+    torch.set_num_threads(threads)
+    torch.manual_seed(0)
+    model = build_model(model_name, **params)
+    opt = torch.optim.Adam(model.parameters(), 1e-4)
+    x = torch.rand(batch, params["in_channels"], clip_length, *size) * 2 - 1
+    with FlopCounterMode(display=False) as counter:
+        model(x)
+    forward_flops = counter.get_total_flops()
+    for step in range(steps + 1):
+        if step == 1:
+            t0 = time.perf_counter()
+        if amp == "bf16":
+            with torch.autocast("cpu", dtype=torch.bfloat16):
+                loss, _ = model.training_loss(x)
+        else:
+            loss, _ = model.training_loss(x)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    seconds = time.perf_counter() - t0
+    clips_per_s = steps * batch / seconds
+    gflops = 3 * forward_flops * steps / seconds / 1e9  # backward ~ 2x forward
+    return clips_per_s, gflops
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--preset", default="cpu")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--steps", type=int, default=10)
+    args = parser.parse_args()
+    config = yaml.safe_load((REPO / "config/config.yaml").read_text())
+    preset = config["presets"][args.preset]
+    size, t, batch = tuple(preset["frame_size"]), preset["clip_length"], preset["batch_size"]
+    print(f"torch {torch.__version__}, {args.threads} threads, preset {args.preset}: {size[0]}x{size[1]}x{preset['channels']}, "
+          f"{t}-frame clips, batch {batch}, widths {preset['widths']}")
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        frames, what = source_frames(tmp)
+        decode_videos(frames, tmp / "arrays", size, 1)
+        build_index(tmp / "arrays", t, 1, 1, tmp / "clips.npz")
+        fast, naive = time_loaders(frames, tmp / "arrays", tmp / "clips.npz", size, batch, n_batches=6)
+    print(f"\nloader ({what})")
+    print(f"  vadbench memory-mapped arrays : {fast:10.1f} clips/s")
+    print(f"  naive JPEG decode per sample  : {naive:10.1f} clips/s")
+    print(f"  ratio                         : {fast / naive:10.1f}x")
+    peak = matmul_peak(args.threads)
+    print(f"\nfp32 matmul peak (2048x2048, {args.threads} threads): {peak:.1f} GFLOP/s")
+    for variant in ("ae", "memae"):
+        spec = config["variants"][variant]
+        params = {"in_channels": preset["channels"], "widths": preset["widths"], **spec.get("params", {})}
+        for amp in ("none", "bf16"):
+            rate, gflops = training_rate(spec["model"], params, size, t, batch, args.threads, args.steps, amp)
+            print(f"  train {variant:6s} amp={amp:5s}: {rate:7.1f} clips/s, {gflops:7.1f} GFLOP/s = {gflops / peak:5.2f} x fp32 peak")
+
+
+if __name__ == "__main__":
+    main()
