@@ -122,7 +122,7 @@ def test_local_folder_source_is_linked_not_copied(tmp_path):
 
 
 def test_missing_local_folder_says_what_to_do(tmp_path):
-    with pytest.raises(DatasetError, match="datasets.mini.source = .*no such folder"):
+    with pytest.raises(DatasetError, match="datasets.mini.source = .*no such file or folder"):
         fetch_source("mini", {"source": str(tmp_path / "nope"), "layout": "liu"}, tmp_path / "source")
     assert not (tmp_path / "source").exists()
 

@@ -48,6 +48,21 @@ def make_index(lengths: dict[str, int], clip_length: int, stride: int) -> ClipIn
     return ClipIndex(videos, np.concatenate(ids), np.concatenate(starts), clip_length)
 
 
+def hold_out_videos(index: ClipIndex, n_videos: int) -> tuple[ClipIndex, ClipIndex]:
+    """Split ``index`` into (clips of all but the last ``n_videos`` videos, clips of those videos).
+
+    The held-out videos give a validation loss from training data only, so presets can be
+    compared without looking at test labels.
+    """
+    if not 0 <= n_videos < len(index.videos):
+        raise ValueError(f"cannot hold out {n_videos} of {len(index.videos)} training videos")
+    cut = len(index.videos) - n_videos
+    parts = []
+    for keep in (index.video_ids < cut, index.video_ids >= cut):
+        parts.append(ClipIndex(index.videos, index.video_ids[keep], index.starts[keep], index.clip_length))
+    return parts[0], parts[1]
+
+
 def build_index(arrays_dir: str | Path, clip_length: int, train_stride: int, test_stride: int, out_path: str | Path) -> dict:
     """Index train and test clips of the decoded videos and save them to ``out_path`` (.npz)."""
     splits = read_json(Path(arrays_dir) / "manifest.json")["splits"]

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 import vadbench
-from vadbench.clips import ClipLoader, load_index
+from vadbench.clips import ClipLoader, hold_out_videos, load_index
 from vadbench.errors import ConfigError
 from vadbench.fileio import atomic_path
 from vadbench.logs import get_logger
@@ -65,6 +65,19 @@ def _fmt_seconds(s: float) -> str:
     return f"{h:d}:{m:02d}:{s:02d}"
 
 
+@torch.no_grad()
+def validation_loss(model: torch.nn.Module, loader: ClipLoader, device: torch.device) -> float:
+    """Mean training loss over the held-out clips, in eval mode (BatchNorm running statistics)."""
+    model.eval()
+    total, seen = 0.0, 0
+    for _, clips in loader.batches():
+        loss, _ = model.training_loss(clips.to(device))
+        total += loss.item() * len(clips)
+        seen += len(clips)
+    model.train()
+    return total / seen
+
+
 def train_model(
     run: dict[str, Any],
     arrays_dir: str | Path,
@@ -99,7 +112,9 @@ def train_model(
     np.random.seed(run["seed"])
     model = build_model(run["model"], **run["model_params"]).to(device)
     optimizer = make_optimizer(model.parameters(), preset)
-    loader = ClipLoader(arrays_dir, "train", load_index(index_path, "train"), preset["batch_size"])
+    train_index, val_index = hold_out_videos(load_index(index_path, "train"), preset.get("validation_videos", 0))
+    loader = ClipLoader(arrays_dir, "train", train_index, preset["batch_size"])
+    val_loader = ClipLoader(arrays_dir, "train", val_index, preset["batch_size"]) if len(val_index) else None
     history: list[dict[str, float]] = []
     start_epoch = 0
     checkpoint_path = Path(checkpoint_path)
@@ -139,6 +154,8 @@ def train_model(
         record = {k: v / seen for k, v in sums.items()}
         record["epoch"] = epoch
         record["clips_per_s"] = seen / (time.monotonic() - t0)
+        if val_loader is not None:
+            record["val_loss"] = validation_loss(model, val_loader, device)
         history.append(record)
         _save(checkpoint_path, {"state_dict": model.state_dict(), "optimizer": optimizer.state_dict(),
                                 "epoch": epoch, "history": history, "config": run, "meta": meta or {}})
@@ -149,7 +166,7 @@ def train_model(
         eta = elapsed / done * (epochs - epoch - 1)
         log.info("epoch %d/%d loss %.5f %s| %.0f clips/s | elapsed %s | ETA %s",
                  epoch + 1, epochs, record["loss"],
-                 "".join(f"{k} {record[k]:.5f} " for k in ("recon", "entropy") if k in record),
+                 "".join(f"{k} {record[k]:.5f} " for k in ("recon", "entropy", "val_loss") if k in record),
                  record["clips_per_s"], _fmt_seconds(elapsed), _fmt_seconds(eta))
     model_state = {k: v.cpu() for k, v in model.state_dict().items()}
     _save(Path(model_path), {"state_dict": model_state, "config": run, "history": history,
