@@ -18,22 +18,27 @@ from vadbench.errors import ConfigError
 
 __all__ = ["LAYOUTS", "convert_source", "fetch_source"]
 
-LAYOUTS: dict[str, Callable[[Path], SourceVideos]] = {"liu": liu.read}
+# layout name -> reader(root, workdir, **options): root is the extracted source, workdir a
+# scratch folder (deleted afterwards) where a reader may decode videos into frame files.
+LAYOUTS: dict[str, Callable[..., SourceVideos]] = {"liu": liu.read}
 
 
-def convert_source(source_dir: str | Path, layout: str, out_dir: str | Path) -> dict:
+def convert_source(source_dir: str | Path, layout: str, out_dir: str | Path, options: dict | None = None) -> dict:
     """Read the source in ``layout`` and write the canonical frame layout to ``out_dir``.
 
     ``source_dir`` is a ``download`` rule output, or directly an extracted folder or an archive.
+    ``options`` are the dataset's ``layout_options`` (e.g. which UCSD scene to take).
     """
     try:
         reader = LAYOUTS[layout]
     except KeyError:
         raise ConfigError(f"unknown layout {layout!r}; known layouts: {', '.join(sorted(LAYOUTS))}") from None
     out_dir = Path(out_dir)
-    scratch = out_dir.with_name(f".{out_dir.name}.extract")
+    scratch = out_dir.with_name(f".{out_dir.name}.scratch")
     shutil.rmtree(scratch, ignore_errors=True)
     try:
-        return write_canonical(reader(open_source(source_dir, scratch)), out_dir)
+        root = open_source(source_dir, scratch / "extracted")
+        (scratch / "work").mkdir(parents=True)
+        return write_canonical(reader(root, scratch / "work", **(options or {})), out_dir)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)

@@ -50,8 +50,8 @@ def ordered_frames(video_dir: Path) -> list[Path]:
     """
     numbered: dict[int, Path] = {}
     for path in video_dir.iterdir():
-        if path.suffix.lower() not in IMAGE_SUFFIXES:
-            continue
+        if path.suffix.lower() not in IMAGE_SUFFIXES or path.name.startswith("."):
+            continue  # also skips macOS "._001.tif" resource forks found in some archives
         digits = re.findall(r"\d+", path.stem)
         if not digits:
             raise DatasetError(f"{path}: frame name holds no frame number; expected names like 000.jpg")

@@ -65,8 +65,11 @@ def parse_intervals(mat_path: Path, lengths: list[int]) -> list[np.ndarray]:
     return labels
 
 
-def read(path: str | Path) -> SourceVideos:
-    """List the frames and labels of a Liu-layout dataset extracted at ``path``."""
+def read(path: str | Path, workdir: Path | None = None) -> SourceVideos:
+    """List the frames and labels of a Liu-layout dataset extracted at ``path``.
+
+    ``workdir`` is unused: every frame is already an image file.
+    """
     root = find_root(Path(path))
     mats = sorted(root.glob("*.mat"))
     if len(mats) != 1:

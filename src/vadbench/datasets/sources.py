@@ -97,40 +97,50 @@ def download(url: str, target: Path, expected_sha256: str | None, name: str) -> 
     return target
 
 
+def _place(name: str, source: str, sha: str | None, resources: Path) -> tuple[str, Path]:
+    """Download or locate one source; returns ``(kind, path)`` with kind ``archive`` or ``folder``."""
+    if is_url(source):
+        filename = PurePosixPath(urllib.request.urlparse(source).path).name or f"{name}.archive"
+        return "archive", download(source, resources / name / "download" / filename, sha, name).resolve()
+    path = Path(source).expanduser().resolve()
+    if not path.exists():
+        raise DatasetError(
+            f"datasets.{name}.source = {source!r}: no such file or folder ({path}). Point it at the "
+            "dataset's archive or extracted folder."
+        )
+    if path.is_dir():
+        return "folder", path
+    if not is_archive(path):
+        raise DatasetError(f"{path}: not a supported archive ({', '.join(ARCHIVE_SUFFIXES)})")
+    verify_checksum(path, sha)
+    return "archive", path
+
+
 def fetch_source(name: str, dataset: dict[str, Any], out_dir: str | Path, resources: str | Path = "resources") -> Path:
-    """Put dataset ``name``'s source in place under ``out_dir`` (see the module docstring)."""
+    """Put dataset ``name``'s source in place under ``out_dir`` (see the module docstring).
+
+    ``out_dir/data`` links to the main source, ``out_dir/extra<i>`` to each of
+    ``extra_sources`` (archives unpacked beside the main one, like Avenue's ground truth).
+    """
     from vadbench.datasets.synthetic import SyntheticSpec, generate
 
     out_dir = Path(out_dir)
-    source = str(dataset["source"])
-    sha = dataset.get("sha256")
+    entries = [{"source": str(dataset["source"]), "sha256": dataset.get("sha256")}, *dataset.get("extra_sources", [])]
+    record = []
     with atomic_path(out_dir) as tmp:
         tmp.mkdir()
-        if source == "synthetic":
-            generate(tmp / "data", SyntheticSpec(**dataset.get("synthetic", {})), name=name)
-            kind, where = "synthetic", "data"
-        elif is_url(source):
-            filename = PurePosixPath(urllib.request.urlparse(source).path).name or f"{name}.archive"
-            target = download(source, Path(resources) / name / "download" / filename, sha, name)
-            (tmp / "data").symlink_to(target.resolve())
-            kind, where = "archive", str(target.resolve())
-        else:
-            path = Path(source).expanduser().resolve()
-            if not path.exists():
-                raise DatasetError(
-                    f"datasets.{name}.source = {source!r}: no such file or folder ({path}). Point it at the "
-                    "dataset's archive or extracted folder."
-                )
-            if path.is_file():
-                if not is_archive(path):
-                    raise DatasetError(f"{path}: not a supported archive ({', '.join(ARCHIVE_SUFFIXES)})")
-                verify_checksum(path, sha)
-                kind = "archive"
+        for i, entry in enumerate(entries):
+            link = tmp / ("data" if i == 0 else f"extra{i}")
+            if entry["source"] == "synthetic":
+                generate(link, SyntheticSpec(**dataset.get("synthetic", {})), name=name)
+                kind, path = "synthetic", link.name
             else:
-                kind = "folder"
-            (tmp / "data").symlink_to(path, target_is_directory=path.is_dir())
-            where = str(path)
-        write_json(tmp / "source.json", {"dataset": name, "kind": kind, "source": source, "path": where, "sha256": sha})
+                kind, real = _place(name, entry["source"], entry.get("sha256"), Path(resources))
+                link.symlink_to(real, target_is_directory=real.is_dir())
+                path = str(real)
+            record.append({"link": link.name, "kind": kind, "source": entry["source"], "path": path,
+                           "sha256": entry.get("sha256")})
+        write_json(tmp / "source.json", {"dataset": name, "sources": record})
     return out_dir
 
 
@@ -174,17 +184,26 @@ def safe_extract(archive: Path, target: Path) -> Path:
 
 
 def open_source(source_dir: str | Path, scratch: Path) -> Path:
-    """The folder to read a fetched source from: verified and extracted into ``scratch`` if an archive."""
+    """The folder to read a fetched source from.
+
+    Archives are verified again and extracted into ``scratch`` (extra sources beside the main
+    one); a folder source is read in place unless extra archives must join it.
+    """
     source_dir = Path(source_dir)
     if source_dir.is_file():
         return safe_extract(source_dir, scratch)
     if not (source_dir / "source.json").exists():
         return source_dir
-    info = read_json(source_dir / "source.json")
-    data = source_dir / "data"
-    if info["kind"] != "archive":
-        return data
-    archive = data.resolve()
-    verify_checksum(archive, info.get("sha256"))
-    log.info("extracting %s", archive)
-    return safe_extract(archive, scratch)
+    entries = read_json(source_dir / "source.json")["sources"]
+    if len(entries) == 1 and entries[0]["kind"] != "archive":
+        return source_dir / entries[0]["link"]
+    scratch.mkdir(parents=True, exist_ok=True)
+    for entry in entries:
+        linked = (source_dir / entry["link"]).resolve()
+        if entry["kind"] == "archive":
+            verify_checksum(linked, entry.get("sha256"))
+            log.info("extracting %s", linked)
+            safe_extract(linked, scratch)
+        else:
+            (scratch / linked.name).symlink_to(linked, target_is_directory=True)
+    return scratch
