@@ -27,6 +27,13 @@ def get_preset(dataset):
     return preset_of(config, dataset)[1]
 
 
+def get_layout_options(wildcards):
+    """Options of the dataset's layout reader; ``layout_options`` is keyed by layout name so that
+    pointing a dataset at a copy in another layout needs no other change."""
+    dataset = config["datasets"][wildcards.dataset]
+    return dataset.get("layout_options", {}).get(dataset["layout"], {})
+
+
 def get_arrays(wildcards):
     name, _ = preset_of(config, wildcards.dataset)
     return f"resources/{wildcards.dataset}/{name}/arrays"

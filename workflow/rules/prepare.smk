@@ -6,7 +6,7 @@ rule frames:
         directory("resources/{dataset}/frames"),
     params:
         layout=lambda wc: config["datasets"][wc.dataset]["layout"],
-        options=lambda wc: config["datasets"][wc.dataset].get("layout_options", {}),
+        options=get_layout_options,
     log:
         "logs/{dataset}/frames.log",
     conda:

@@ -11,7 +11,7 @@ import shutil
 from pathlib import Path
 from typing import Callable
 
-from vadbench.datasets import liu
+from vadbench.datasets import avenue, liu, shanghaitech, ucsd
 from vadbench.datasets.canonical import SourceVideos, write_canonical
 from vadbench.datasets.sources import fetch_source, open_source
 from vadbench.errors import ConfigError
@@ -20,7 +20,12 @@ __all__ = ["LAYOUTS", "convert_source", "fetch_source"]
 
 # layout name -> reader(root, workdir, **options): root is the extracted source, workdir a
 # scratch folder (deleted afterwards) where a reader may decode videos into frame files.
-LAYOUTS: dict[str, Callable[..., SourceVideos]] = {"liu": liu.read}
+LAYOUTS: dict[str, Callable[..., SourceVideos]] = {
+    "avenue": avenue.read,
+    "liu": liu.read,
+    "shanghaitech": shanghaitech.read,
+    "ucsd": ucsd.read,
+}
 
 
 def convert_source(source_dir: str | Path, layout: str, out_dir: str | Path, options: dict | None = None) -> dict:

@@ -6,6 +6,7 @@
       train/<video>/0000.jpg ...   0-based, zero-padded (4 digits or more), contiguous
       test/<video>/0000.jpg ...
       labels.npz                   one uint8 0/1 array per test video, keyed by video name
+      masks/<video>/0000.bmp ...   pixel masks, where the source has them (UCSD)
       manifest.json                videos and frame counts per split, the source layout
 
 Whatever a source calls its frames (``000.jpg``, ``001.tif``, ``0001.jpg``), the rest of the
@@ -37,6 +38,7 @@ class SourceVideos:
     layout: str
     frames: dict[str, dict[str, list[Path]]] = field(default_factory=lambda: {"train": {}, "test": {}})
     labels: dict[str, np.ndarray] = field(default_factory=dict)
+    masks: dict[str, list[Path]] = field(default_factory=dict)  # optional pixel masks per test video
 
 
 def ordered_frames(video_dir: Path) -> list[Path]:
@@ -109,6 +111,12 @@ def write_canonical(source: SourceVideos, out_dir: str | Path) -> dict:
                     shutil.copyfile(path, target / f"{i:0{width}d}{path.suffix.lower()}")
                 counts[video] = len(paths)
             manifest["splits"][split] = counts
+        for video, paths in sorted(source.masks.items()):
+            if len(paths) != manifest["splits"]["test"].get(video):
+                raise DatasetError(f"test video {video}: {len(paths)} pixel masks for {manifest['splits']['test'].get(video)} frames")
+            (tmp / "masks" / video).mkdir(parents=True)
+            for i, path in enumerate(paths):
+                shutil.copyfile(path, tmp / "masks" / video / f"{i:04d}{path.suffix.lower()}")
         for video, labels in source.labels.items():
             n = manifest["splits"]["test"][video]
             if labels.shape != (n,):

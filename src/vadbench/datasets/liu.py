@@ -7,6 +7,9 @@ Baseline", CVPR 2018 (StevenLiuWen/ano_pred_cvpr2018), read by MNAD, AMMC-Net an
       training/frames/01/000.jpg  0-based, 3-digit frame names
       testing/frames/01/000.jpg
 
+ShanghaiTech's variant of the layout has no ``.mat``; its labels are
+``testing/test_frame_mask/<video>.npy`` (0/1 per frame), read when present.
+
 Pitfalls handled: intervals are 1-based and inclusive (sliced as [start - 1, end)); a video may
 hold several intervals (K > 1); MATLAB may store the cell as n x 1 instead of 1 x n; test
 videos are matched to ``gt`` entries in sorted folder order, so the counts must agree.
@@ -20,6 +23,7 @@ import numpy as np
 import scipy.io
 
 from vadbench.datasets.canonical import SourceVideos, ordered_frames
+from vadbench.datasets.shanghaitech import read_frame_mask
 from vadbench.errors import DatasetError
 
 
@@ -72,13 +76,21 @@ def read(path: str | Path, workdir: Path | None = None) -> SourceVideos:
     """
     root = find_root(Path(path))
     mats = sorted(root.glob("*.mat"))
-    if len(mats) != 1:
-        raise DatasetError(f"{root}: expected exactly one <name>.mat ground-truth file, found {len(mats)}")
+    masks = root / "testing" / "test_frame_mask"
+    if len(mats) != 1 and not masks.is_dir():
+        raise DatasetError(
+            f"{root}: expected exactly one <name>.mat ground-truth file (found {len(mats)}) or, for "
+            "ShanghaiTech, testing/test_frame_mask/<video>.npy"
+        )
     source = SourceVideos(layout="liu")
     for split, folder in (("train", "training"), ("test", "testing")):
         for video_dir in sorted(p for p in (root / folder / "frames").iterdir() if p.is_dir()):
             source.frames[split][video_dir.name] = ordered_frames(video_dir)
     test = source.frames["test"]
-    labels = parse_intervals(mats[0], [len(paths) for paths in test.values()])
-    source.labels = dict(zip(test, labels))
+    if len(mats) == 1:
+        labels = parse_intervals(mats[0], [len(paths) for paths in test.values()])
+        source.labels = dict(zip(test, labels))
+    else:
+        source.labels = {video: read_frame_mask(masks / f"{video}.npy", len(paths)) for video, paths in test.items()}
     return source
+

@@ -14,6 +14,7 @@ the target and special files, checking every member before writing the first one
 from __future__ import annotations
 
 import hashlib
+import importlib
 import os
 import shutil
 import tarfile
@@ -97,7 +98,16 @@ def download(url: str, target: Path, expected_sha256: str | None, name: str) -> 
     return target
 
 
-def _place(name: str, source: str, sha: str | None, resources: Path) -> tuple[str, Path]:
+def _missing_help(layout: str) -> str:
+    """A layout module's ``MISSING_SOURCE_HELP`` (how to obtain a dataset that cannot be downloaded)."""
+    try:
+        module = importlib.import_module(f"vadbench.datasets.{layout}")
+    except ImportError:
+        return ""
+    return "\n" + getattr(module, "MISSING_SOURCE_HELP", "") if hasattr(module, "MISSING_SOURCE_HELP") else ""
+
+
+def _place(name: str, source: str, sha: str | None, resources: Path, layout: str = "") -> tuple[str, Path]:
     """Download or locate one source; returns ``(kind, path)`` with kind ``archive`` or ``folder``."""
     if is_url(source):
         filename = PurePosixPath(urllib.request.urlparse(source).path).name or f"{name}.archive"
@@ -106,7 +116,7 @@ def _place(name: str, source: str, sha: str | None, resources: Path) -> tuple[st
     if not path.exists():
         raise DatasetError(
             f"datasets.{name}.source = {source!r}: no such file or folder ({path}). Point it at the "
-            "dataset's archive or extracted folder."
+            "dataset's archive or extracted folder." + _missing_help(layout)
         )
     if path.is_dir():
         return "folder", path
@@ -135,7 +145,7 @@ def fetch_source(name: str, dataset: dict[str, Any], out_dir: str | Path, resour
                 generate(link, SyntheticSpec(**dataset.get("synthetic", {})), name=name)
                 kind, path = "synthetic", link.name
             else:
-                kind, real = _place(name, entry["source"], entry.get("sha256"), Path(resources))
+                kind, real = _place(name, entry["source"], entry.get("sha256"), Path(resources), dataset.get("layout", ""))
                 link.symlink_to(real, target_is_directory=real.is_dir())
                 path = str(real)
             record.append({"link": link.name, "kind": kind, "source": entry["source"], "path": path,

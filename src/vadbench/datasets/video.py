@@ -1,0 +1,77 @@
+"""Video files into numbered frame files, for layouts that ship ``.avi`` videos (Avenue,
+ShanghaiTech's training split).
+
+Every frame the decoder returns is written as ``000000.jpg``, ``000001.jpg`` ... (RGB, JPEG
+quality 95) so the canonical conversion can treat a decoded video like any frame folder.
+
+Pitfalls handled: PyAV raises its own ``FFmpegError`` family (some also ``OSError`` or
+``ValueError``) at open time *and* in the middle of a stream, so both are turned into a
+:class:`~vadbench.errors.DatasetError` naming the file and the frame reached; a file without a
+video stream, or one that yields no frame at all, is an error rather than an empty video.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import av
+from PIL import Image
+
+from vadbench.errors import DatasetError
+
+JPEG_QUALITY = 95
+_AV_ERRORS = (av.FFmpegError, OSError, ValueError, IndexError)
+
+
+def decode_video(avi: Path, out_dir: Path) -> list[Path]:
+    """Decode every frame of ``avi`` into ``out_dir/000000.jpg`` ... and return the paths in order.
+
+    Args:
+        avi: The video file (any container and codec FFmpeg reads, typically ``.avi``).
+        out_dir: The folder to write the frames into; created if missing.
+
+    Returns:
+        The frame files written, in decoding order.
+
+    Raises:
+        DatasetError: PyAV cannot open or decode ``avi``, it holds no video stream, or it
+            yields no frame.
+    """
+    avi = Path(avi)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths: list[Path] = []
+    try:
+        container = av.open(str(avi))
+    except _AV_ERRORS as err:
+        raise _undecodable(avi, err, 0) from None
+    with container:
+        if not container.streams.video:
+            raise DatasetError(f"{avi}: no video stream in this file; expected a video (e.g. .avi). "
+                               "Re-extract or re-download the dataset.")
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"
+        frames = container.decode(stream)
+        while True:
+            try:
+                image = next(frames).to_ndarray(format="rgb24")
+            except StopIteration:
+                break
+            except _AV_ERRORS as err:
+                raise _undecodable(avi, err, len(paths)) from None
+            # outside the PyAV try: an OSError here (disk full) is not a corrupt video
+            path = out_dir / f"{len(paths):06d}.jpg"
+            Image.fromarray(image).save(path, quality=JPEG_QUALITY)
+            paths.append(path)
+    if not paths:
+        raise DatasetError(f"{avi}: the video decodes to 0 frames; expected at least one. "
+                           "Re-extract or re-download the dataset.")
+    return paths
+
+
+def _undecodable(avi: Path, err: Exception, decoded: int) -> DatasetError:
+    where = f" after {decoded} frame(s)" if decoded else ""
+    return DatasetError(
+        f"{avi}: PyAV cannot decode this video{where} ({err}). The file is corrupt or truncated: "
+        "re-extract or re-download the dataset."
+    )
