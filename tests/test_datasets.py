@@ -139,3 +139,4 @@ def test_resize_and_index_give_every_clip_of_the_preset(tmp_path):
     assert counts == {"train": 4, "test": 3}
     train = load_index(tmp_path / "clips.npz", "train")
     assert train.videos == ["01", "02"] and list(train.starts) == [0, 2, 4, 0]
+

@@ -73,7 +73,7 @@ def test_rerunning_a_finished_target_does_nothing(finished):
 def test_training_the_same_seed_again_gives_the_same_auc(finished):
     before = json.loads((finished / "results/toy/memae/seed1/auc.json").read_text())
     (finished / "results/toy/memae/seed1/checkpoint.pt").unlink()  # no resume: train from scratch
-    run_snakemake(finished, "--forcerun", "train", "results/toy/memae/seed1/auc.json")
+    run_snakemake(finished, "results/toy/memae/seed1/auc.json", "--forcerun", "results/toy/memae/seed1/model.pt")
     after = json.loads((finished / "results/toy/memae/seed1/auc.json").read_text())
     for key in ("micro_auc", "micro_auc_raw", "macro_auc", "per_video_auc"):
         assert after[key] == before[key]
