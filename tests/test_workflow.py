@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO, run_snakemake
+from conftest import run_snakemake
 
 TARGETS = ("results/toy_ae_auc.json", "results/toy_memae_auc.json")
 pytestmark = pytest.mark.workflow

@@ -16,7 +16,6 @@ from __future__ import annotations
 import hashlib
 import importlib
 import os
-import shutil
 import tarfile
 import time
 import urllib.error
