@@ -103,7 +103,8 @@ def _missing_help(layout: str) -> str:
         module = importlib.import_module(f"vadbench.datasets.{layout}")
     except ImportError:
         return ""
-    return "\n" + getattr(module, "MISSING_SOURCE_HELP", "") if hasattr(module, "MISSING_SOURCE_HELP") else ""
+    help_text = getattr(module, "MISSING_SOURCE_HELP", "")
+    return f"\n{help_text}" if help_text else ""
 
 
 def _place(name: str, source: str, sha: str | None, resources: Path, layout: str = "") -> tuple[str, Path]:
