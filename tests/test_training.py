@@ -83,6 +83,34 @@ def test_interrupted_training_resumes_to_the_same_weights(prepared, tmp_path):
     assert all(torch.equal(full[k], resumed[k]) for k in full)
 
 
+def test_more_epochs_extend_a_finished_run_to_the_weights_of_a_fresh_one(prepared, tmp_path):
+    root, run = prepared
+    short = {**run, "preset": {**run["preset"], "epochs": 2}}
+    args = (root / "arrays", root / "clips.npz")
+    train_model(short, *args, tmp_path / "short.pt", tmp_path / "x.ckpt")
+    train_model(run, *args, tmp_path / "fresh.pt", tmp_path / "fresh.ckpt")
+    tracker = StopAfter(None)
+    result = train_model(run, *args, tmp_path / "long.pt", tmp_path / "x.ckpt", tracker=tracker)
+    assert tracker.steps == [0, 1, 2]  # the new MLflow run gets the 2 earlier epochs replayed, then epoch 2
+    assert [h["epoch"] for h in result["history"]] == [0, 1, 2]
+    fresh, long = weights(tmp_path / "fresh.pt"), weights(tmp_path / "long.pt")
+    assert all(torch.equal(fresh[k], long[k]) for k in fresh)
+
+
+def test_resume_modes():
+    from vadbench.training import resume_mode
+
+    run = {"seed": 0, "preset": {"epochs": 10, "lr": 1e-4}}
+    saved = {"config": {"seed": 0, "preset": {"epochs": 5, "lr": 1e-4}}, "epoch": 4}
+    assert resume_mode({"config": run, "epoch": 3}, run) == "same"
+    assert resume_mode(saved, run) == "extend"
+    assert resume_mode({**saved, "config": {"seed": 0, "preset": {"epochs": 5, "lr": 2e-4}}}, run) is None
+    assert resume_mode({**saved, "epoch": 10}, run) is None  # trained beyond the new schedule
+    cosine = {"seed": 0, "preset": {"epochs": 10, "lr": 1e-4, "lr_schedule": "cosine"}}
+    assert resume_mode({**saved, "config": {"seed": 0, "preset": {**cosine["preset"], "epochs": 5}}}, cosine) is None
+    assert resume_mode(None, run) is None
+
+
 def test_saved_model_holds_weights_and_resolved_config(prepared, tmp_path):
     root, run = prepared
     train_model(run, root / "arrays", root / "clips.npz", tmp_path / "m.pt", tmp_path / "m.ckpt", meta={"mlflow_run_id": "x"})

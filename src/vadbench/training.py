@@ -5,6 +5,11 @@ order of every epoch independently of the others; on CPU the same seed gives the
 bit for bit. A checkpoint (weights, optimiser, epoch, loss history, MLflow run id) is written
 atomically after every epoch; a rerun of an interrupted job with the same run config resumes
 after the last completed epoch and ends with the same weights as an uninterrupted run.
+
+Raising ``epochs`` of a preset whose learning rate is constant (every preset here: Adam at a
+fixed rate, as in the official MemAE code) continues a finished checkpoint instead of starting
+over: epoch k sees the same weights and clip order either way, so the result equals a fresh run
+of the longer schedule, and the epochs already paid for are kept.
 """
 
 from __future__ import annotations
@@ -65,6 +70,26 @@ def _fmt_seconds(s: float) -> str:
     return f"{h:d}:{m:02d}:{s:02d}"
 
 
+def resume_mode(saved: dict[str, Any] | None, run: dict[str, Any]) -> str | None:
+    """How a checkpoint whose state is ``saved`` can serve ``run``.
+
+    ``"same"``: identical run config, continue after its last epoch. ``"extend"``: identical but
+    for a larger ``preset.epochs`` under a constant learning rate, which gives the same weights
+    as training the longer schedule from scratch. ``None``: start over.
+    """
+    if not saved or "config" not in saved:
+        return None
+    old = saved["config"]
+    if old == run:
+        return "same"
+    old_preset, new_preset = old.get("preset", {}), run["preset"]
+    shorter = {**old, "preset": {**old_preset, "epochs": new_preset["epochs"]}}
+    if (shorter == run and new_preset.get("lr_schedule", "constant") == "constant"
+            and saved.get("epoch", -1) + 1 <= new_preset["epochs"]):
+        return "extend"
+    return None
+
+
 @torch.no_grad()
 def validation_loss(model: torch.nn.Module, loader: ClipLoader, device: torch.device) -> float:
     """Mean training loss over the held-out clips, in eval mode (BatchNorm running statistics)."""
@@ -118,20 +143,25 @@ def train_model(
     history: list[dict[str, float]] = []
     start_epoch = 0
     checkpoint_path = Path(checkpoint_path)
+    mode = None
     if checkpoint_path.exists():
         state = torch.load(checkpoint_path, map_location=device, weights_only=False)
-        if state.get("config") == run:
+        mode = resume_mode(state, run)
+        if mode is None:
+            log.info("ignoring %s: it was written for a different run config", checkpoint_path)
+        else:
             model.load_state_dict(state["state_dict"])
             optimizer.load_state_dict(state["optimizer"])
             history, start_epoch = state["history"], state["epoch"] + 1
-            log.info("resuming from %s after epoch %d", checkpoint_path, start_epoch)
-        else:
-            log.info("ignoring %s: it was written for a different run config", checkpoint_path)
-    if tracker is not None and start_epoch == 0:
+            log.info("%s %s after epoch %d", "resuming from" if mode == "same" else "extending", checkpoint_path,
+                     start_epoch)
+    if tracker is not None and mode != "same":
         from vadbench.config import flat_params
 
         tracker.log_params(flat_params(run))
         tracker.set_tags({"device": str(device), "threads": threads, **{f"version.{k}": v for k, v in versions().items()}})
+        for record in history:  # an extended run gets a new MLflow run: give it the earlier epochs too
+            tracker.log_metrics({f"train_{k}": v for k, v in record.items() if k != "epoch"}, step=record["epoch"])
     epochs = preset["epochs"]
     log.info("training %s on %s: %d clips/epoch, %d epochs, device %s, %d threads",
              run["variant"], run["dataset"], len(loader.index), epochs, device, threads)
@@ -180,7 +210,7 @@ def checkpoint_meta(checkpoint_path: str | Path, run: dict[str, Any]) -> dict[st
     if not path.exists():
         return {}
     state = torch.load(path, map_location="cpu", weights_only=False)
-    return state.get("meta", {}) if state.get("config") == run else {}
+    return state.get("meta", {}) if resume_mode(state, run) == "same" else {}
 
 
 def load_trained(model_path: str | Path, device: torch.device | None = None) -> tuple[torch.nn.Module, dict[str, Any]]:
