@@ -26,6 +26,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from vadbench.arrays import decode_videos
 from vadbench.clips import ClipLoader, build_index, load_index
+from vadbench.config import run_config
 from vadbench.datasets import convert_source
 from vadbench.datasets.synthetic import SyntheticSpec, generate
 from vadbench.models import build_model
@@ -128,30 +129,37 @@ def main() -> None:
     parser.add_argument("--preset", default="cpu")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--steps", type=int, default=10)
+    parser.add_argument("--variants", nargs="+", default=["ae", "memae", "mnad_recon", "mnad_pred"],
+                        help="variants to time at the preset's scale (each with its own preset mapping)")
+    parser.add_argument("--skip-loader", action="store_true")
     args = parser.parse_args()
     config = yaml.safe_load((REPO / "config/config.yaml").read_text())
     preset = config["presets"][args.preset]
     size, t, batch = tuple(preset["frame_size"]), preset["clip_length"], preset["batch_size"]
     print(f"torch {torch.__version__}, {args.threads} threads, preset {args.preset}: {size[0]}x{size[1]}x{preset['channels']}, "
           f"{t}-frame clips, batch {batch}, widths {preset['widths']}")
-    with tempfile.TemporaryDirectory() as tmp:
-        tmp = Path(tmp)
-        frames, what = source_frames(tmp)
-        decode_videos(frames, tmp / "arrays", size, 1)
-        build_index(tmp / "arrays", t, 1, 1, tmp / "clips.npz")
-        fast, naive = time_loaders(frames, tmp / "arrays", tmp / "clips.npz", size, batch, n_batches=6)
-    print(f"\nloader ({what})")
-    print(f"  vadbench memory-mapped arrays : {fast:10.1f} clips/s")
-    print(f"  naive JPEG decode per sample  : {naive:10.1f} clips/s")
-    print(f"  ratio                         : {fast / naive:10.1f}x")
+    if not args.skip_loader:
+        with tempfile.TemporaryDirectory() as tmp:
+            tmp = Path(tmp)
+            frames, what = source_frames(tmp)
+            decode_videos(frames, tmp / "arrays", size, 1)
+            build_index(tmp / "arrays", t, 1, 1, tmp / "clips.npz")
+            fast, naive = time_loaders(frames, tmp / "arrays", tmp / "clips.npz", size, batch, n_batches=6)
+        print(f"\nloader ({what})")
+        print(f"  vadbench memory-mapped arrays : {fast:10.1f} clips/s")
+        print(f"  naive JPEG decode per sample  : {naive:10.1f} clips/s")
+        print(f"  ratio                         : {fast / naive:10.1f}x")
     peak = matmul_peak(args.threads)
     print(f"\nfp32 matmul peak (2048x2048, {args.threads} threads): {peak:.1f} GFLOP/s")
-    for variant in ("ae", "memae"):
-        spec = config["variants"][variant]
-        params = {"in_channels": preset["channels"], "widths": preset["widths"], **spec.get("params", {})}
+    config["datasets"]["toy"]["preset"] = args.preset
+    for variant in args.variants:
+        run = run_config(config, "toy", variant, 0)
+        vp = run["preset"]
+        vsize, vt, vbatch = tuple(vp["frame_size"]), vp["clip_length"], vp["batch_size"]
         for amp in ("none", "bf16"):
-            rate, gflops = training_rate(spec["model"], params, size, t, batch, args.threads, args.steps, amp)
-            print(f"  train {variant:6s} amp={amp:5s}: {rate:7.1f} clips/s, {gflops:7.1f} GFLOP/s = {gflops / peak:5.2f} x fp32 peak")
+            rate, gflops = training_rate(run["model"], run["model_params"], vsize, vt, vbatch, args.threads, args.steps, amp)
+            print(f"  train {variant:10s} ({run['preset_name']}, {vsize[0]}x{vsize[1]}, {vt} frames, batch {vbatch}) "
+                  f"amp={amp:5s}: {rate:7.1f} clips/s, {gflops:7.1f} GFLOP/s = {gflops / peak:5.2f} x fp32 peak")
 
 
 if __name__ == "__main__":

@@ -41,6 +41,7 @@ presets:
 
 def copy_workflow(dest: Path) -> Path:
     """Copy what a clone holds for running the workflow (not results) into ``dest``."""
+    dest.mkdir(parents=True, exist_ok=True)
     for name in ("Snakefile", "workflow", "config", "profiles", "envs"):
         src = REPO / name
         if src.is_dir():

@@ -4,9 +4,14 @@ import numpy as np
 import pytest
 
 from vadbench.errors import ConfigError
-from vadbench.metrics import evaluate, macro_auc, micro_auc
-from vadbench.protocol import Protocol
-from vadbench.scoring import frame_scores, pad_nearest, video_scores
+from vadbench.metrics import bootstrap_micro_auc, equal_error_rate, evaluate, macro_auc, micro_auc
+from vadbench.protocol import Protocol, pad_nearest
+from vadbench.scoring import frame_scores
+
+
+def video_scores(raw, protocol):
+    scores, scored = protocol.apply(raw)
+    return scores, scored
 
 
 def test_centre_of_a_16_frame_clip_is_index_8():
@@ -22,24 +27,25 @@ def test_clip_error_lands_on_its_centre_frame_and_edges_are_dropped():
     raw = frame_scores(starts, errors, n, Protocol())
     assert raw[8] == 100 and raw[9] == 101 and raw[n - 8] == 100 + n - 16
     assert np.isnan(raw[:8]).all() and np.isnan(raw[n - 7 :]).all()
-    _, _, scored = video_scores(raw, Protocol())
+    _, scored = video_scores(raw, Protocol())
     assert scored.sum() == n - 8 - 7
+    assert not scored[:8].any() and not scored[n - 7 :].any()
 
 
 def test_padding_copies_the_nearest_scored_frame():
     raw = np.array([np.nan, np.nan, 3.0, 5.0, np.nan, np.nan, np.nan, 9.0, np.nan])
     np.testing.assert_array_equal(pad_nearest(raw), [3, 3, 3, 5, 5, 5, 9, 9, 9])
-    padded, norm, scored = video_scores(raw, Protocol(edges="pad"))
+    norm, scored = video_scores(raw, Protocol(edges="pad"))
     assert scored.all()
-    np.testing.assert_allclose(norm, (padded - 3) / 6)
+    np.testing.assert_allclose(norm, (pad_nearest(raw) - 3) / 6)
 
 
 def test_per_video_minmax_uses_only_scored_frames():
     raw = np.array([np.nan, 2.0, 4.0, 6.0, np.nan])
-    _, norm, scored = video_scores(raw, Protocol())
+    norm, scored = video_scores(raw, Protocol())
     np.testing.assert_allclose(norm[scored], [0, 0.5, 1])
     assert np.isnan(norm[~scored]).all()
-    _, same, _ = video_scores(raw, Protocol(normalisation="none"))
+    same, _ = video_scores(raw, Protocol(normalisation="none"))
     np.testing.assert_allclose(same[scored], [2, 4, 6])
 
 
@@ -72,10 +78,69 @@ def test_macro_auc_skips_single_class_videos():
 def test_evaluate_reports_raw_and_normalised_micro_auc():
     raw = {"a": np.array([1.0, 2.0, 10.0]), "b": np.array([100.0, 140.0, 150.0])}
     labels = {"a": np.array([0, 0, 1]), "b": np.array([0, 1, 1])}
-    scored = {k: np.ones(3, bool) for k in raw}
-    norm = {k: (v - v.min()) / (v.max() - v.min()) for k, v in raw.items()}
-    result = evaluate({"raw": raw, "norm": norm, "scored": scored, "label": labels, "protocol": Protocol()})
+    result = evaluate(raw, labels, Protocol(), bootstrap_samples=50)
     # raw: b's normal frame (100) outranks a's anomaly (10); per-video normalisation fixes it
     assert result["micro_auc"] == pytest.approx(1.0)
     assert result["micro_auc_raw"] == pytest.approx(8 / 9)
     assert result["frames_scored"] == 6 and result["protocol"]["scored_frame_index"] == 8
+    assert result["eer"] == pytest.approx(0.0) and result["aupr"] == pytest.approx(1.0)
+
+
+def test_centre_frame_and_dropped_edges_through_evaluate():
+    """Two 40-frame videos with stride-1 16-frame clips: frames 8..32 scored, 8 + 7 dropped each."""
+    n = 40
+    labels = {v: np.zeros(n, np.uint8) for v in ("a", "b")}
+    labels["a"][20:30] = 1
+    labels["a"][:8] = 1  # anomalous edge frames must not count
+    raw = {}
+    for v in labels:
+        errors = np.array([float(labels[v][s + 8]) for s in range(n - 15)])  # perfect on the centre frame
+        raw[v] = frame_scores(np.arange(n - 15), errors, n, Protocol())
+    result = evaluate(raw, labels, Protocol(), bootstrap_samples=0)
+    assert result["frames_scored"] == 2 * (n - 15)
+    assert result["anomalous_frames_scored"] == 10
+    assert result["micro_auc"] == 1.0 and result["macro_skipped_videos"] == ["b"]
+    shifted = {v: frame_scores(np.arange(n - 15), np.array([float(labels[v][s]) for s in range(n - 15)]), n,
+                               Protocol(scored_frame="first")) for v in labels}
+    first = evaluate(shifted, labels, Protocol(scored_frame="first"), bootstrap_samples=0)
+    assert first["frames_scored"] == 2 * (n - 15)  # first frame: the last 15 frames go unscored instead
+
+
+def test_smoothing_is_a_gaussian_over_the_scored_frames():
+    raw = np.array([np.nan, 0, 0, 0, 10.0, 0, 0, 0, np.nan])
+    smoothed, scored = Protocol(normalisation="none", smoothing_sigma=1.0).apply(raw)
+    assert np.isnan(smoothed[[0, 8]]).all() and scored.sum() == 7
+    assert smoothed[4] < 10 and smoothed[3] == pytest.approx(smoothed[5]) and smoothed[3] > 0
+    assert smoothed[4] == pytest.approx(10 / np.sqrt(2 * np.pi), rel=1e-3)  # peak of a unit-sigma Gaussian
+    with pytest.raises(ConfigError, match="smoothing_sigma"):
+        Protocol(smoothing_sigma=-1)
+
+
+def test_named_protocols_and_overrides():
+    assert Protocol.named("memae") == Protocol()
+    assert Protocol.named("memae", edges="pad").edges == "pad"
+    with pytest.raises(ConfigError, match="known protocols: memae"):
+        Protocol.named("paper2")
+    with pytest.raises(ConfigError, match="unknown protocol key"):
+        Protocol.named("memae", centre=True)
+
+
+def test_eer_by_hand():
+    # scores 0.1..0.4 normal, 0.3..0.6 anomalous: at threshold 0.35 one normal of 4 and one
+    # anomaly of 4 are on the wrong side -> EER 0.25
+    y = np.array([0, 0, 0, 0, 1, 1, 1, 1])
+    s = np.array([0.1, 0.2, 0.3, 0.45, 0.35, 0.5, 0.55, 0.6])
+    assert equal_error_rate(y, s) == pytest.approx(0.25)
+    assert equal_error_rate(y, s + 10 * y) == pytest.approx(0.0)
+
+
+def test_bootstrap_interval_resamples_videos_deterministically():
+    rng = np.random.default_rng(1)
+    labels = {f"v{i}": (np.arange(50) % 10 < 3).astype(np.uint8) for i in range(8)}
+    scores = {v: l + rng.normal(0, 0.8, 50) for v, l in labels.items()}
+    scored = {v: np.ones(50, bool) for v in labels}
+    a = bootstrap_micro_auc(scores, labels, scored, samples=200, seed=0)
+    b = bootstrap_micro_auc(scores, labels, scored, samples=200, seed=0)
+    point = micro_auc(scores, labels, scored)
+    assert a == b and a["samples"] == 200 and a["unit"] == "video"
+    assert a["low"] < point < a["high"] and a["high"] - a["low"] < 0.2

@@ -83,6 +83,40 @@ def test_interrupted_training_resumes_to_the_same_weights(prepared, tmp_path):
     assert all(torch.equal(full[k], resumed[k]) for k in full)
 
 
+class TermAfterFirstEpoch(StopAfter):
+    """Sends this process SIGTERM when epoch 0 is logged: training stops after batch 1 of epoch 1."""
+
+    def __init__(self) -> None:
+        super().__init__(None)
+
+    def log_metrics(self, metrics, step=None):
+        import os
+        import signal
+
+        super().log_metrics(metrics, step)
+        if step == 0:
+            os.kill(os.getpid(), signal.SIGTERM)
+
+
+def test_sigterm_saves_mid_epoch_and_resumes_to_the_same_weights(prepared, tmp_path):
+    from vadbench.training import Preempted
+
+    root, run = prepared
+    args = (run, root / "arrays", root / "clips.npz")
+    train_model(*args, tmp_path / "full.pt", tmp_path / "full.ckpt")
+    with pytest.raises(Preempted) as stopped:
+        train_model(*args, tmp_path / "resumed.pt", tmp_path / "resumed.ckpt", tracker=TermAfterFirstEpoch())
+    assert stopped.value.code == 143 and not (tmp_path / "resumed.pt").exists()
+    state = torch.load(tmp_path / "resumed.ckpt", weights_only=False)
+    assert state["epoch"] == 0 and state["partial"]["epoch"] == 1 and state["partial"]["next_batch"] == 1
+    tracker = StopAfter(None)
+    train_model(*args, tmp_path / "resumed.pt", tmp_path / "resumed.ckpt", tracker=tracker)
+    assert tracker.steps == [1, 2]
+    full, resumed = torch.load(tmp_path / "full.pt", weights_only=False), torch.load(tmp_path / "resumed.pt", weights_only=False)
+    assert all(torch.equal(full["state_dict"][k], resumed["state_dict"][k]) for k in full["state_dict"])
+    assert [h["loss"] for h in full["history"]] == [h["loss"] for h in resumed["history"]]
+
+
 def test_more_epochs_extend_a_finished_run_to_the_weights_of_a_fresh_one(prepared, tmp_path):
     root, run = prepared
     short = {**run, "preset": {**run["preset"], "epochs": 2}}

@@ -10,7 +10,7 @@ import numpy as np
 
 from vadbench.fileio import read_json
 
-SUMMARISED = ("micro_auc", "micro_auc_raw", "macro_auc")
+SUMMARISED = ("micro_auc", "micro_auc_raw", "macro_auc", "eer", "aupr")
 
 
 def git_commit(repo_dir: str | Path = ".") -> str | None:
@@ -47,10 +47,11 @@ def aggregate_seeds(auc_paths: list[str | Path], seeds: list[int], run: dict[str
         "n_seeds": len(seeds),
     }
     for key in SUMMARISED:
-        values = [r[key] for r in records if r[key] is not None]
+        values = [r[key] for r in records if r.get(key) is not None]
         result[key] = mean_std(values)
     result["per_seed"] = [
-        {"seed": s, **{k: r[k] for k in (*SUMMARISED, "macro_skipped_videos", "frames_scored", "mlflow_run_id") if k in r}}
+        {"seed": s, **{k: r.get(k) for k in (*SUMMARISED, "micro_auc_ci95", "macro_skipped_videos", "frames_scored",
+                                             "per_video_auc", "mlflow_run_id")}}
         for s, r in zip(seeds, records)
     ]
     result["protocol"] = records[0]["protocol"]
@@ -59,3 +60,30 @@ def aggregate_seeds(auc_paths: list[str | Path], seeds: list[int], run: dict[str
     result["versions"] = versions
     result["git_commit"] = commit
     return result
+
+
+def _fmt(value: float | None) -> str:
+    return "" if value is None else f"{value:.4f}"
+
+
+def seed_table(result: dict[str, Any]) -> list[dict[str, str]]:
+    """One row per seed and a mean +/- std row: the metrics and each test video's AUC."""
+    videos = sorted({v for r in result["per_seed"] for v in (r.get("per_video_auc") or {})})
+    rows = []
+    for r in result["per_seed"]:
+        ci = r.get("micro_auc_ci95") or {}
+        row = {"seed": str(r["seed"]), **{k: _fmt(r.get(k)) for k in SUMMARISED},
+               "micro_auc_ci95": f"{_fmt(ci.get('low'))}-{_fmt(ci.get('high'))}" if ci.get("low") is not None else ""}
+        row.update({f"video_{v}": _fmt((r.get("per_video_auc") or {}).get(v)) for v in videos})
+        rows.append(row)
+    mean = {"seed": "mean +/- std"}
+    for k in SUMMARISED:
+        stat = result[k]
+        mean[k] = "" if stat["mean"] is None else f"{stat['mean']:.4f} +/- {stat['std']:.4f}"
+    mean["micro_auc_ci95"] = ""
+    for v in videos:
+        values = [r["per_video_auc"][v] for r in result["per_seed"] if v in (r.get("per_video_auc") or {})]
+        stat = mean_std(values)
+        mean[f"video_{v}"] = "" if stat["mean"] is None else f"{stat['mean']:.4f} +/- {stat['std']:.4f}"
+    rows.append(mean)
+    return rows

@@ -44,32 +44,67 @@ def validate_config(config: dict[str, Any], schema_path: str | Path) -> None:
     for name, variant in config["variants"].items():
         if variant["model"] not in MODELS:
             raise ConfigError(f"config key variants.{name}.model: unknown model {variant['model']!r}; known: {', '.join(MODELS)}")
-    for name, preset in config["presets"].items():
-        t, (h, w) = preset["clip_length"], preset["frame_size"]
-        if t % 8 or h % 16 or w % 16:
-            raise ConfigError(
-                f"config key presets.{name}: clip_length {t} must be a multiple of 8 and frame_size {h}x{w} "
-                "multiples of 16 (the 3D-conv encoder halves time three times and space four times)"
-            )
+    for key, known in (("datasets", config["datasets"]), ("variants", config["variants"])):
+        for name in config["summary"].get(key, []):
+            if name not in known:
+                raise ConfigError(f"config key summary.{key}: {name!r} is not configured under {key} ({', '.join(known)})")
+    for name, variant in config["variants"].items():
+        try:
+            protocol_of(config, next(iter(config["datasets"])), name)
+        except ConfigError as err:
+            raise ConfigError(f"config key variants.{name}.protocol: {err}") from None
+    for name, variant in config["variants"].items():
+        for base, target in variant.get("presets", {}).items():
+            if target not in config["presets"]:
+                raise ConfigError(f"config key variants.{name}.presets.{base}: preset {target!r} is not defined under presets")
+    bases = {config["preset"], *(d.get("preset", config["preset"]) for d in config["datasets"].values())}
+    for name, variant in config["variants"].items():
+        for base in sorted(bases):
+            if base not in config["presets"]:
+                continue
+            target = variant.get("presets", {}).get(base, base)
+            _check_preset_for_model(target, config["presets"][target], variant["model"])
 
 
-def preset_of(config: dict[str, Any], dataset: str) -> tuple[str, dict[str, Any]]:
-    """The (name, values) of the preset a dataset uses: its own ``preset`` key or the global one."""
+def _check_preset_for_model(name: str, preset: dict[str, Any], model: str) -> None:
+    t, (h, w) = preset["clip_length"], preset["frame_size"]
+    if model == "mnad":
+        if h % 8 or w % 8:
+            raise ConfigError(f"config key presets.{name}: frame_size {h}x{w} must be multiples of 8 for MNAD "
+                              "(its encoder pools three times)")
+    elif t % 8 or h % 16 or w % 16:
+        raise ConfigError(
+            f"config key presets.{name}: clip_length {t} must be a multiple of 8 and frame_size {h}x{w} "
+            f"multiples of 16 for {model} (the 3D-conv encoder halves time three times and space four times)"
+        )
+
+
+def preset_of(config: dict[str, Any], dataset: str, variant: str | None = None) -> tuple[str, dict[str, Any]]:
+    """The (name, values) of the preset a (dataset, variant) uses.
+
+    The dataset's own ``preset`` key or the global one picks the scale (``toy``, ``cpu``,
+    ``paper``); a variant whose model needs other inputs maps that scale to its own preset
+    (``variants.mnad_pred.presets: {cpu: mnad_pred_cpu}``).
+    """
     name = config["datasets"][dataset].get("preset", config["preset"])
+    if variant is not None:
+        name = config["variants"][variant].get("presets", {}).get(name, name)
     return name, config["presets"][name]
 
 
 def protocol_of(config: dict[str, Any], dataset: str, variant: str) -> Protocol:
     """The evaluation protocol of a variant on a dataset (variant options + preset clip length)."""
-    _, preset = preset_of(config, dataset)
-    return Protocol(clip_length=preset["clip_length"], **config["variants"][variant].get("protocol", {}))
+    _, preset = preset_of(config, dataset, variant)
+    return Protocol.named(clip_length=preset["clip_length"], **config["variants"][variant].get("protocol", {}))
 
 
 def run_config(config: dict[str, Any], dataset: str, variant: str, seed: int) -> dict[str, Any]:
     """Everything that determines one trained model, as a plain dict saved with its weights."""
-    preset_name, preset = preset_of(config, dataset)
+    preset_name, preset = preset_of(config, dataset, variant)
     spec = config["variants"][variant]
     hparams = {"in_channels": preset["channels"], "widths": list(preset["widths"]), **spec.get("params", {})}
+    if spec["model"] == "mnad":
+        hparams["t_length"] = preset["clip_length"]  # 1 reconstructs, 5 predicts the 5th frame from 4
     return {
         "dataset": dataset,
         "variant": variant,
@@ -78,7 +113,6 @@ def run_config(config: dict[str, Any], dataset: str, variant: str, seed: int) ->
         "model_params": hparams,
         "preset_name": preset_name,
         "preset": copy.deepcopy(preset),
-        "protocol": protocol_of(config, dataset, variant).to_dict(),
     }
 
 

@@ -1,24 +1,42 @@
-"""Frame-level AUCs of saved scores (the ``auc`` rule), computed with scikit-learn.
+"""Frame-level metrics of per-frame scores under a :class:`~vadbench.protocol.Protocol`.
 
-* micro AUC: every scored test frame of every video concatenated, one ROC (the papers'
-  headline figure), on the protocol's normalised scores and on the raw errors;
-* macro AUC: mean of per-video AUCs over the videos that hold both classes, with the
-  skipped (single-class) videos listed, since AUC is undefined for them.
+Every metric is computed with scikit-learn on the protocol's scores (anomaly = positive class):
+
+* micro AUC: every scored frame of every video concatenated, one ROC (the papers' headline
+  figure); also on the un-normalised scores (``micro_auc_raw``), which shows how much the
+  per-video normalisation, which peeks at each test video's own range, contributes;
+* macro AUC: mean of per-video AUCs over the videos that hold both classes, the skipped
+  (single-class) videos listed, since AUC is undefined for them;
+* EER (where the false-positive and false-negative rates cross) and AUPR (average precision);
+* a 95% bootstrap interval of the micro AUC that resamples whole test videos, because frames of
+  one video are strongly correlated and resampling frames would give a falsely narrow interval.
 """
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
-from sklearn.metrics import roc_auc_score
+from sklearn.metrics import average_precision_score, roc_auc_score, roc_curve
+
+from vadbench.errors import DatasetError
+from vadbench.protocol import Protocol
+
+BOOTSTRAP_SAMPLES = 1000
+
+
+def _concat(scores: dict[str, np.ndarray], labels: dict[str, np.ndarray], scored: dict[str, np.ndarray],
+            videos: list[str] | None = None) -> tuple[np.ndarray, np.ndarray]:
+    videos = sorted(scores) if videos is None else videos
+    s = np.concatenate([scores[v][scored[v]] for v in videos])
+    y = np.concatenate([labels[v][scored[v]] for v in videos])
+    return s, y
 
 
 def micro_auc(scores: dict[str, np.ndarray], labels: dict[str, np.ndarray], scored: dict[str, np.ndarray]) -> float:
     """AUC over the scored frames of all videos concatenated (anomaly = positive class)."""
-    videos = sorted(scores)
-    s = np.concatenate([scores[v][scored[v]] for v in videos])
-    y = np.concatenate([labels[v][scored[v]] for v in videos])
+    s, y = _concat(scores, labels, scored)
     return float(roc_auc_score(y, s))
 
 
@@ -28,7 +46,7 @@ def macro_auc(scores: dict[str, np.ndarray], labels: dict[str, np.ndarray],
     per_video, skipped = {}, []
     for v in sorted(scores):
         y = labels[v][scored[v]]
-        if y.min() == y.max():
+        if len(y) == 0 or y.min() == y.max():
             skipped.append(v)
             continue
         per_video[v] = float(roc_auc_score(y, scores[v][scored[v]]))
@@ -36,19 +54,94 @@ def macro_auc(scores: dict[str, np.ndarray], labels: dict[str, np.ndarray],
     return mean, per_video, skipped
 
 
-def evaluate(saved: dict[str, Any]) -> dict[str, Any]:
-    """All metrics of a loaded scores file (:func:`vadbench.scoring.load_scores`)."""
-    scored, labels = saved["scored"], saved["label"]
-    macro, per_video, skipped = macro_auc(saved["norm"], labels, scored)
-    n_scored = int(sum(m.sum() for m in scored.values()))
-    return {
-        "micro_auc": micro_auc(saved["norm"], labels, scored),
-        "micro_auc_raw": micro_auc(saved["raw"], labels, scored),
+def equal_error_rate(y: np.ndarray, s: np.ndarray) -> float:
+    """The rate where the false-positive and false-negative rates are equal, interpolated
+    linearly between the two ROC points around the crossing."""
+    fpr, tpr, _ = roc_curve(y, s)
+    fnr = 1 - tpr
+    i = int(np.argmax(fnr <= fpr))  # first point past the crossing (fnr falls, fpr rises)
+    if i == 0:
+        return float(fpr[0])
+    d0, d1 = fnr[i - 1] - fpr[i - 1], fnr[i] - fpr[i]
+    t = d0 / (d0 - d1) if d0 != d1 else 0.0
+    return float(fpr[i - 1] + t * (fpr[i] - fpr[i - 1]))
+
+
+def bootstrap_micro_auc(scores: dict[str, np.ndarray], labels: dict[str, np.ndarray], scored: dict[str, np.ndarray],
+                        samples: int = BOOTSTRAP_SAMPLES, seed: int = 0) -> dict[str, Any]:
+    """95% percentile interval of the micro AUC over ``samples`` resamplings of whole videos.
+
+    Resamples that happen to hold a single class are redrawn from the same stream, so the
+    interval is a deterministic function of (scores, ``samples``, ``seed``).
+    """
+    videos = sorted(scores)
+    per_video = [_concat(scores, labels, scored, [v]) for v in videos]
+    rng = np.random.default_rng(seed)
+    aucs: list[float] = []
+    attempts = 0
+    while len(aucs) < samples and attempts < 20 * samples:
+        attempts += 1
+        pick = rng.integers(0, len(videos), len(videos))
+        y = np.concatenate([per_video[i][1] for i in pick])
+        if y.min() == y.max():
+            continue
+        aucs.append(float(roc_auc_score(y, np.concatenate([per_video[i][0] for i in pick]))))
+    if not aucs:
+        return {"low": None, "high": None, "samples": 0, "seed": seed, "unit": "video"}
+    low, high = np.percentile(aucs, [2.5, 97.5])
+    return {"low": float(low), "high": float(high), "samples": len(aucs), "seed": seed, "unit": "video"}
+
+
+def apply_protocol(raw: dict[str, np.ndarray], labels: dict[str, np.ndarray],
+                   protocol: Protocol) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """``(scores, scored)`` per video after :meth:`Protocol.apply`, lengths checked against labels."""
+    missing = sorted(set(raw) ^ set(labels))
+    if missing:
+        raise DatasetError(
+            f"scores and labels name different videos: only in scores {sorted(set(raw) - set(labels))}, "
+            f"only in labels {sorted(set(labels) - set(raw))}"
+        )
+    scores, scored = {}, {}
+    for v in sorted(raw):
+        if len(raw[v]) != len(labels[v]):
+            raise DatasetError(f"video {v}: {len(raw[v])} scores but {len(labels[v])} labels; they must be equal")
+        scores[v], scored[v] = protocol.apply(raw[v])
+    return scores, scored
+
+
+def evaluate(raw: dict[str, np.ndarray], labels: dict[str, np.ndarray], protocol: Protocol,
+             bootstrap_samples: int = BOOTSTRAP_SAMPLES) -> dict[str, Any]:
+    """Every metric of raw per-frame scores (NaN = no clip landed) under ``protocol``.
+
+    Args:
+        raw: per video, (T,) raw errors as the ``score`` rule saves them.
+        labels: per video, (T,) 0/1 frame labels.
+        protocol: edges, smoothing and normalisation applied before any metric.
+        bootstrap_samples: resamplings for the micro-AUC interval (0 skips it).
+    """
+    labels = {v: np.asarray(l).astype(np.uint8) for v, l in labels.items()}
+    scores, scored = apply_protocol(raw, labels, protocol)
+    unnormalised, _ = apply_protocol(raw, labels, replace(protocol, normalisation="none"))
+    s, y = _concat(scores, labels, scored)
+    if len(y) == 0 or y.min() == y.max():
+        raise DatasetError(
+            f"the scored frames hold only {'anomalous' if len(y) and y[0] else 'normal'} frames "
+            f"({len(y)} frames); an AUC needs both classes. Check the label file."
+        )
+    macro, per_video, skipped = macro_auc(scores, labels, scored)
+    result: dict[str, Any] = {
+        "micro_auc": float(roc_auc_score(y, s)),
+        "micro_auc_ci95": bootstrap_micro_auc(scores, labels, scored, bootstrap_samples) if bootstrap_samples else None,
+        "micro_auc_raw": micro_auc(unnormalised, labels, scored),
         "macro_auc": macro,
         "macro_skipped_videos": skipped,
+        "eer": equal_error_rate(y, s),
+        "aupr": float(average_precision_score(y, s)),
         "per_video_auc": per_video,
-        "frames_scored": n_scored,
+        "videos": len(scores),
+        "frames_scored": int(len(y)),
         "frames_total": int(sum(len(l) for l in labels.values())),
-        "anomalous_frames_scored": int(sum(labels[v][scored[v]].sum() for v in labels)),
-        "protocol": saved["protocol"].to_dict(),
+        "anomalous_frames_scored": int(y.sum()),
+        "protocol": protocol.to_dict(),
     }
+    return result

@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from vadbench.fileio import read_json, write_json
+from vadbench.fileio import read_json, write_csv, write_json
 from vadbench.logs import get_logger
 
 log = get_logger("pipeline")
@@ -49,36 +49,97 @@ def train_run(
     except BaseException:
         tracker.finish("FAILED")
         raise
+    log_memory_items(model_path, tracker)
     write_json(run_info_path, {"mlflow_run_id": tracker.run_id, "tracking_uri": tracking_uri, "experiment": experiment})
 
 
+def log_memory_items(model_path: str | Path, tracker) -> None:
+    """Attach a non-learned memory (MNAD's items, a buffer saved with the weights) to the MLflow
+    run as ``memory_items.npy``, (M, D), so runs can be compared without loading the model."""
+    import tempfile
+
+    import numpy as np
+    import torch
+
+    state = torch.load(model_path, map_location="cpu", weights_only=False)["state_dict"]
+    if "memory" not in state:
+        return
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "memory_items.npy"
+        np.save(path, state["memory"].numpy())
+        tracker.log_artifact(path)
+
+
 def evaluate_run(scores_path: str | Path, run_info_path: str | Path, out_path: str | Path, tracking_uri: str) -> dict[str, Any]:
-    """Compute the AUCs of one seed, write them as JSON and to the seed's MLflow run."""
+    """Compute every metric of one seed, write them as JSON and to the seed's MLflow run."""
     from vadbench.metrics import evaluate
     from vadbench.scoring import load_scores
     from vadbench.tracking import RunLogger
 
-    result = evaluate(load_scores(scores_path))
+    saved = load_scores(scores_path)
+    result = evaluate(saved["raw"], saved["label"], saved["protocol"])
     info = read_json(run_info_path)
     result["mlflow_run_id"] = info["mlflow_run_id"]
     write_json(out_path, result)
     tracker = RunLogger(tracking_uri, info["experiment"], run_id=info["mlflow_run_id"])
-    metrics = {k: result[k] for k in ("micro_auc", "micro_auc_raw", "macro_auc") if result[k] is not None}
+    metrics = {k: result[k] for k in ("micro_auc", "micro_auc_raw", "macro_auc", "eer", "aupr") if result[k] is not None}
+    if result["micro_auc_ci95"] and result["micro_auc_ci95"]["low"] is not None:
+        metrics.update(micro_auc_ci95_low=result["micro_auc_ci95"]["low"], micro_auc_ci95_high=result["micro_auc_ci95"]["high"])
     metrics["frames_scored"] = result["frames_scored"]
     tracker.log_metrics(metrics)
     tracker.set_tags({f"protocol.{k}": v for k, v in result["protocol"].items()})
     tracker.log_artifact(out_path)
     tracker.finish()
-    log.info("micro AUC %.4f (raw %.4f), macro AUC %s", result["micro_auc"], result["micro_auc_raw"], result["macro_auc"])
+    ci = result["micro_auc_ci95"] or {}
+    interval = f"{ci['low']:.4f}-{ci['high']:.4f}" if ci.get("low") is not None else "n/a"
+    macro = f"{result['macro_auc']:.4f}" if result["macro_auc"] is not None else "n/a"
+    log.info("micro AUC %.4f (95%% CI %s over videos; raw %.4f), macro AUC %s, EER %.4f, AUPR %.4f",
+             result["micro_auc"], interval, result["micro_auc_raw"], macro, result["eer"], result["aupr"])
     return result
 
 
+def plots_run(scores_path: str | Path, auc_path: str | Path, run_info_path: str | Path, out_dir: str | Path,
+              tracking_uri: str, title: str = "") -> list[Path]:
+    """Draw one seed's per-video score curves and ROC into ``out_dir`` and attach them to its MLflow run."""
+    from vadbench.fileio import atomic_path
+    from vadbench.plots import plot_seed
+    from vadbench.scoring import load_scores
+    from vadbench.tracking import RunLogger
+
+    with atomic_path(out_dir) as tmp:
+        plot_seed(load_scores(scores_path), read_json(auc_path), tmp, title)
+    written = sorted(Path(out_dir).glob("*.png"))
+    info = read_json(run_info_path)
+    tracker = RunLogger(tracking_uri, info["experiment"], run_id=info["mlflow_run_id"])
+    for path in written:
+        tracker.log_artifact(path, "plots")
+    tracker.finish()
+    log.info("wrote %d plots to %s", len(written), out_dir)
+    return written
+
+
 def aggregate_run(auc_paths: list[str | Path], seeds: list[int], run: dict[str, Any], out_path: str | Path,
-                  repo_dir: str | Path = ".") -> dict[str, Any]:
-    """Write ``results/{dataset}_{variant}_auc.json`` from the per-seed records."""
-    from vadbench.aggregate import aggregate_seeds, git_commit
+                  table_path: str | Path, tracking_uri: str, experiment: str, repo_dir: str | Path = ".") -> dict[str, Any]:
+    """Write ``results/{dataset}_{variant}_auc.json`` and its per-seed table, and log the
+    parent MLflow run that holds the mean and std with the seed runs nested under it."""
+    from vadbench.aggregate import aggregate_seeds, git_commit, seed_table
+    from vadbench.tracking import nest_runs, parent_run
     from vadbench.training import versions
 
     result = aggregate_seeds(auc_paths, seeds, run, versions(), git_commit(repo_dir))
+    write_json(out_path, result)
+    write_csv(table_path, seed_table(result))
+    parent = parent_run(tracking_uri, experiment, run["dataset"], run["variant"], run["preset_name"], list(seeds))
+    metrics = {}
+    for key, stat in result.items():
+        if isinstance(stat, dict) and stat.keys() == {"mean", "std"} and stat["mean"] is not None:
+            metrics.update({f"{key}_mean": stat["mean"], f"{key}_std": stat["std"]})
+    parent.log_metrics(metrics)
+    parent.set_tags({f"protocol.{k}": v for k, v in result["protocol"].items()})
+    nest_runs(parent, [r["mlflow_run_id"] for r in result["per_seed"] if r.get("mlflow_run_id")])
+    parent.log_artifact(out_path)
+    parent.log_artifact(table_path)
+    parent.finish()
+    result["mlflow_parent_run_id"] = parent.run_id
     write_json(out_path, result)
     return result

@@ -1,17 +1,25 @@
 """The evaluation protocol: how clip errors become per-frame scores, and which frames count.
 
-One :class:`Protocol` object drives scoring, the metrics and every JSON record, so what is
-written is what was computed. Defaults reproduce MemAE's official evaluation
-(script_testing.py, utils/eval.py): the clip's error goes to its centre frame (index 8 of a
-16-frame clip), the first 8 and last 7 frames of each video are never scored and are left
-out of the AUC, and errors are min-max normalised per video before the videos are
-concatenated. Everything is anomaly-positive: a higher score means more anomalous.
+One :class:`Protocol` object drives scoring, the metrics, the plots and every JSON record, so
+what is written is what was computed. The steps, in order:
+
+1. a clip's error goes to one of its frames (``scored_frame``; MemAE: the centre, index 8 of 16);
+2. frames no clip lands on are dropped from every metric (``edges="drop"``: official MemAE, the
+   first 8 and last 7 frames of each video) or take the nearest scored frame's score (``pad``);
+3. optional temporal smoothing, a Gaussian of ``smoothing_sigma`` frames over the scored frames;
+4. per-video min-max normalisation (official; uses each test video's own statistics) or none.
+
+Named protocols reproduce a paper's evaluation (``NAMED``); a variant's config picks one by
+``name`` and may override single fields. Everything is anomaly-positive: higher is more anomalous.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from typing import Any, Literal
+
+import numpy as np
+from scipy.ndimage import gaussian_filter1d
 
 from vadbench.errors import ConfigError
 
@@ -25,6 +33,17 @@ _CHOICES = {
     "normalisation": ("per_video_minmax", "none"),
 }
 
+#: Each paper's own evaluation (../shared/docs/methods.md section 6), by name.
+NAMED: dict[str, dict[str, Any]] = {
+    # MemAE, script_testing.py + utils/eval.py: centre frame, edges never scored, per-video min-max
+    "memae": {"scored_frame": "centre", "edges": "drop", "normalisation": "per_video_minmax", "smoothing_sigma": 0.0},
+    # MNAD, Evaluate.py: the predicted (last) frame is scored, the first t_length-1 frames of every
+    # video never are; the score alpha*PSNR_n + (1-alpha)*(1-D_n) is already normalised per video;
+    # the test-time memory is carried across videos in processing order (never reset)
+    "mnad": {"scored_frame": "last", "edges": "drop", "normalisation": "none", "smoothing_sigma": 0.0,
+             "alpha": 0.6, "update_threshold": 0.01, "reset_memory_per_video": False},
+}
+
 
 @dataclass(frozen=True)
 class Protocol:
@@ -36,12 +55,23 @@ class Protocol:
         edges: ``drop`` leaves the frames no clip is assigned to out of the metrics (official
             MemAE); ``pad`` copies the nearest scored frame's score into them.
         normalisation: ``per_video_minmax`` (official; uses test-video statistics) or ``none``.
+        smoothing_sigma: Gaussian smoothing of each video's scores, in frames; 0 turns it off.
+        alpha: MNAD only: weight of the normalised PSNR against the memory distance in the score.
+        update_threshold: MNAD only: a test frame whose weighted error is below it updates the memory.
+        reset_memory_per_video: MNAD only: start every test video from the trained memory instead of
+            carrying the test-time memory over from the previous video (official: carried, so the
+            result depends on video order, which is the sorted video names here).
+        name: the named protocol these settings start from.
     """
 
     clip_length: int = 16
     scored_frame: ScoredFrame = "centre"
     edges: Edges = "drop"
     normalisation: Normalisation = "per_video_minmax"
+    smoothing_sigma: float = 0.0
+    alpha: float | None = None
+    update_threshold: float | None = None
+    reset_memory_per_video: bool = False
     name: str = "memae"
 
     def __post_init__(self) -> None:
@@ -50,6 +80,19 @@ class Protocol:
                 raise ConfigError(f"protocol.{key} = {getattr(self, key)!r}; allowed: {', '.join(allowed)}")
         if self.clip_length < 1:
             raise ConfigError(f"protocol clip_length must be >= 1, got {self.clip_length}")
+        if not self.smoothing_sigma >= 0:
+            raise ConfigError(f"protocol.smoothing_sigma must be >= 0 frames, got {self.smoothing_sigma}")
+
+    @classmethod
+    def named(cls, name: str = "memae", clip_length: int = 16, **overrides: Any) -> "Protocol":
+        """The protocol ``name`` (a key of :data:`NAMED`) with single fields overridden."""
+        if name not in NAMED:
+            raise ConfigError(f"protocol.name = {name!r}; known protocols: {', '.join(sorted(NAMED))}")
+        known = {f.name for f in fields(cls)} - {"name", "clip_length"}
+        unknown = sorted(set(overrides) - known)
+        if unknown:
+            raise ConfigError(f"unknown protocol key(s) {', '.join(unknown)}; allowed: {', '.join(sorted(known))}")
+        return cls(clip_length=clip_length, name=name, **{**NAMED[name], **overrides})
 
     @property
     def offset(self) -> int:
@@ -65,3 +108,36 @@ class Protocol:
     def from_dict(cls, data: dict[str, Any]) -> "Protocol":
         data = {k: v for k, v in data.items() if k != "scored_frame_index"}
         return cls(**data)
+
+    def apply(self, raw: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Steps 2-4 on one video's raw per-frame scores (NaN where no clip landed).
+
+        Returns:
+            ``(scores, scored)``: (T,) float64 scores, NaN outside ``scored``; (T,) bool, the
+            frames that enter the metrics.
+        """
+        raw = np.asarray(raw, dtype=np.float64)
+        if self.edges == "pad":
+            raw = pad_nearest(raw)
+        scored = ~np.isnan(raw)
+        scores = np.full_like(raw, np.nan)
+        values = raw[scored]
+        if self.smoothing_sigma > 0 and len(values):
+            values = gaussian_filter1d(values, self.smoothing_sigma, mode="nearest")
+        if self.normalisation == "per_video_minmax" and len(values):
+            lo, hi = values.min(), values.max()
+            values = (values - lo) / (hi - lo) if hi > lo else np.zeros_like(values)
+        scores[scored] = values
+        return scores, scored
+
+
+def pad_nearest(scores: np.ndarray) -> np.ndarray:
+    """Fill NaNs with the score of the nearest scored frame (the earlier one on a tie)."""
+    valid = np.flatnonzero(~np.isnan(scores))
+    if len(valid) == 0:
+        return scores.copy()
+    positions = np.arange(len(scores))
+    right = np.clip(np.searchsorted(valid, positions), 0, len(valid) - 1)
+    left = np.clip(right - 1, 0, len(valid) - 1)
+    pick = np.where(np.abs(valid[left] - positions) <= np.abs(valid[right] - positions), valid[left], valid[right])
+    return scores[pick]

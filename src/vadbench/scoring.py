@@ -1,14 +1,13 @@
-"""Per-frame anomaly scores of the test videos (the ``score`` rule).
+"""Per-frame anomaly errors of the test videos (the ``score`` rule).
 
 Each test clip's error (the model's ``clip_errors``) is assigned to one frame of the clip
-chosen by the :class:`~vadbench.protocol.Protocol` (MemAE: the centre, index 8 of 16). Frames
-no clip is assigned to are NaN in the raw scores and are marked unscored: with
-``edges="drop"`` they are left out of every metric (official MemAE), with ``edges="pad"``
-they take the nearest scored frame's score. Scores are anomaly-positive.
+chosen by the :class:`~vadbench.protocol.Protocol` (MemAE: the centre, index 8 of 16); frames
+no clip lands on stay NaN. Everything after that (edges, smoothing, normalisation) is done by
+``Protocol.apply`` when the metrics are computed, so a score file can be re-evaluated under
+another protocol without the model.
 
-Saved ``.npz`` keys, for every test video ``v`` (names in ``videos``):
-``raw/v`` (float64 errors after edge handling), ``norm/v`` (after the protocol's normalisation), ``scored/v``
-(bool, frames that enter the metrics), ``label/v`` (uint8 0/1), plus ``protocol`` (JSON).
+Saved ``.npz`` keys, for every test video ``v`` (names in ``videos``): ``raw/v`` ((T,) float64
+errors, NaN where no clip landed), ``label/v`` ((T,) uint8 0/1), plus ``protocol`` (JSON).
 """
 
 from __future__ import annotations
@@ -42,36 +41,6 @@ def frame_scores(clip_starts: np.ndarray, clip_errors: np.ndarray, n_frames: int
     return scores
 
 
-def pad_nearest(scores: np.ndarray) -> np.ndarray:
-    """Fill NaNs with the score of the nearest scored frame (the earlier one on a tie)."""
-    valid = np.flatnonzero(~np.isnan(scores))
-    if len(valid) == 0:
-        return scores.copy()
-    positions = np.arange(len(scores))
-    right = np.clip(np.searchsorted(valid, positions), 0, len(valid) - 1)
-    left = np.clip(right - 1, 0, len(valid) - 1)
-    pick = np.where(np.abs(valid[left] - positions) <= np.abs(valid[right] - positions), valid[left], valid[right])
-    return scores[pick]
-
-
-def normalise(scores: np.ndarray, scored: np.ndarray, protocol: Protocol) -> np.ndarray:
-    """Apply the protocol's normalisation using only the scored frames' statistics."""
-    if protocol.normalisation == "none":
-        return scores.copy()
-    values = scores[scored]
-    lo, hi = values.min(), values.max()
-    out = (scores - lo) / (hi - lo) if hi > lo else np.zeros_like(scores)
-    return np.where(scored, out, np.nan)
-
-
-def video_scores(raw: np.ndarray, protocol: Protocol) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """``(raw after edge handling, normalised, scored mask)`` of one video under ``protocol``."""
-    if protocol.edges == "pad":
-        raw = pad_nearest(raw)
-    scored = ~np.isnan(raw)
-    return raw, normalise(raw, scored, protocol), scored
-
-
 @torch.no_grad()
 def clip_errors(model: torch.nn.Module, loader: ClipLoader, device: torch.device) -> np.ndarray:
     """Errors of every clip of ``loader`` in index order: (N,) float64."""
@@ -79,6 +48,56 @@ def clip_errors(model: torch.nn.Module, loader: ClipLoader, device: torch.device
     for ids, clips in loader.batches():
         errors[ids] = model.clip_errors(clips.to(device)).double().cpu().numpy()
     return errors
+
+
+def minmax(values: np.ndarray) -> np.ndarray:
+    span = values.max() - values.min()
+    return (values - values.min()) / span if span > 0 else np.zeros_like(values)
+
+
+@torch.no_grad()
+def mnad_clip_scores(model: torch.nn.Module, loader: ClipLoader, protocol: Protocol,
+                     device: torch.device) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """MNAD's test procedure (Evaluate.py), one clip at a time in video order.
+
+    Per clip: PSNR of the predicted frame and the compactness distance D of its queries to their
+    nearest items, with the memory updated by frames whose weighted error is below
+    ``protocol.update_threshold``; carried across videos unless ``reset_memory_per_video``.
+    Per video: S = alpha * minmax(PSNR) + (1 - alpha) * (1 - minmax(D)), a normality score;
+    the returned error is 1 - S (anomaly-positive).
+
+    Returns:
+        ``(errors (N,), extra arrays to save: psnr/v, distance/v, memory_usage, memory_updates)``.
+    """
+    if protocol.alpha is None or protocol.update_threshold is None:
+        raise ValueError("an MNAD model needs protocol.alpha and protocol.update_threshold (protocol name: mnad)")
+    model.eval()
+    index = loader.index
+    trained = model.memory.clone()
+    memory = trained.clone()
+    psnr, distance = np.empty(len(index)), np.empty(len(index))
+    usage = torch.zeros(trained.shape[0], dtype=torch.long)
+    updates, previous_video = 0, None
+    for ids, clips in loader.batches():  # index order: videos in sorted order, clips by start frame
+        video = int(index.video_ids[ids[0]])
+        if protocol.reset_memory_per_video and video != previous_video:
+            memory = trained.clone()
+        previous_video = video
+        p, d, weighted, new_memory, top1 = model.test_frame(clips.to(device), memory, protocol.update_threshold)
+        psnr[ids[0]], distance[ids[0]] = p, d
+        usage += torch.bincount(top1.cpu(), minlength=len(usage))
+        updates += int(new_memory is not memory)
+        memory = new_memory
+    errors = np.empty(len(index))
+    extra: dict[str, np.ndarray] = {"memory_usage": usage.numpy(), "memory_updates": np.array(updates)}
+    for vid, name in enumerate(index.videos):
+        mine = index.video_ids == vid
+        normality = protocol.alpha * minmax(psnr[mine]) + (1 - protocol.alpha) * (1 - minmax(distance[mine]))
+        errors[mine] = 1 - normality
+        extra[f"psnr/{name}"], extra[f"distance/{name}"] = psnr[mine], distance[mine]
+    log.info("MNAD test: %d of %d frames updated the memory (threshold %g, reset per video %s)", updates,
+             len(index), protocol.update_threshold, protocol.reset_memory_per_video)
+    return errors, extra
 
 
 def score_videos(
@@ -92,24 +111,33 @@ def score_videos(
     threads: int = 1,
 ) -> dict[str, Any]:
     """Score every test video with the model in ``model_path`` and save the ``.npz``."""
-    from vadbench.training import load_trained, pick_device
+    from vadbench.devices import job_device
+
+    with job_device() as device:
+        return _score_on(device, model_path, arrays_dir, index_path, labels_path, protocol, out_path, batch_size, threads)
+
+
+def _score_on(device: torch.device, model_path, arrays_dir, index_path, labels_path, protocol: Protocol, out_path,
+              batch_size: int, threads: int) -> dict[str, Any]:
+    from vadbench.training import load_trained
 
     torch.set_num_threads(threads)
-    device = pick_device()
     model, run = load_trained(model_path, device)
     if run["preset"]["clip_length"] != protocol.clip_length:
         raise ValueError(f"model trained on {run['preset']['clip_length']}-frame clips, protocol says {protocol.clip_length}")
     index = load_index(index_path, "test")
-    loader = ClipLoader(arrays_dir, "test", index, batch_size)
-    errors = clip_errors(model, loader, device)
-    labels = np.load(labels_path)
     arrays: dict[str, Any] = {"videos": np.array(index.videos), "protocol": json.dumps(protocol.to_dict())}
+    if hasattr(model, "test_frame"):
+        errors, extra = mnad_clip_scores(model, ClipLoader(arrays_dir, "test", index, 1), protocol, device)
+        arrays.update(extra)
+    else:
+        errors = clip_errors(model, ClipLoader(arrays_dir, "test", index, batch_size), device)
+    labels = np.load(labels_path)
     for vid, name in enumerate(index.videos):
         mine = index.video_ids == vid
         label = labels[name]
         raw = frame_scores(index.starts[mine], errors[mine], len(label), protocol)
-        raw, norm, scored = video_scores(raw, protocol)
-        arrays.update({f"raw/{name}": raw, f"norm/{name}": norm, f"scored/{name}": scored, f"label/{name}": label})
+        arrays.update({f"raw/{name}": raw, f"label/{name}": label})
     with atomic_path(out_path) as tmp:
         with open(tmp, "wb") as f:
             np.savez(f, **arrays)
@@ -118,10 +146,13 @@ def score_videos(
 
 
 def load_scores(path: str | Path) -> dict[str, Any]:
-    """Read a scores ``.npz`` back: ``{"videos", "protocol", "raw", "norm", "scored", "label"}``."""
+    """Read a scores ``.npz`` back: ``{"videos", "protocol", "raw", "label"}`` and, for MNAD,
+    ``memory_usage`` (test queries per memory item)."""
     with np.load(path) as data:
         videos = [str(v) for v in data["videos"]]
         out: dict[str, Any] = {"videos": videos, "protocol": Protocol.from_dict(json.loads(str(data["protocol"])))}
-        for key in ("raw", "norm", "scored", "label"):
+        for key in ("raw", "label"):
             out[key] = {v: data[f"{key}/{v}"] for v in videos}
+        if "memory_usage" in data:
+            out["memory_usage"] = data["memory_usage"]
     return out

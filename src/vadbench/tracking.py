@@ -99,8 +99,37 @@ class RunLogger:
 
         self._safe("set_tags", self.client.log_batch, self.run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
 
-    def log_artifact(self, path: str | Path) -> None:
-        self._safe("log_artifact", self.client.log_artifact, self.run_id, str(path))
+    def log_artifact(self, path: str | Path, artifact_path: str | None = None) -> None:
+        self._safe("log_artifact", self.client.log_artifact, self.run_id, str(path), artifact_path)
 
     def finish(self, status: str = "FINISHED") -> None:
         self._safe("set_terminated", self.client.set_terminated, self.run_id, status)
+
+
+PARENT_TAG = "vadbench.role"
+
+
+def parent_run(uri: str, experiment: str, dataset: str, variant: str, preset: str, seeds: list[int]) -> "RunLogger":
+    """The run that stands for (dataset, variant, preset, seeds) across seeds, reused by a rerun.
+
+    The per-seed runs are nested under it by their ``mlflow.parentRunId`` tag (see
+    :func:`nest_runs`), which is how the MLflow UI draws nested runs.
+    """
+    client = _client(uri)
+    found = client.get_experiment_by_name(experiment)
+    experiment_id = found.experiment_id if found else client.create_experiment(experiment)
+    seeds_tag = ",".join(str(s) for s in seeds)
+    query = (f"tags.`{PARENT_TAG}` = 'parent' and tags.dataset = '{dataset}' and tags.variant = '{variant}' "
+             f"and tags.preset = '{preset}' and tags.seeds = '{seeds_tag}'")
+    existing = client.search_runs([experiment_id], filter_string=query, max_results=1)
+    if existing:
+        return RunLogger(uri, experiment, run_id=existing[0].info.run_id)
+    return RunLogger(uri, experiment, run_name=f"{variant} (seeds {seeds_tag})",
+                     tags={PARENT_TAG: "parent", "dataset": dataset, "variant": variant, "preset": preset,
+                           "seeds": seeds_tag})
+
+
+def nest_runs(parent: "RunLogger", child_ids: list[str]) -> None:
+    """Show the per-seed runs under ``parent`` in the MLflow UI."""
+    for child in child_ids:
+        parent._safe("nest run", parent.client.set_tag, child, "mlflow.parentRunId", parent.run_id)

@@ -1,12 +1,21 @@
 rule aggregate:
-    """Per-seed AUCs, mean and std over seeds, protocol, preset and versions in one JSON."""
+    """Per-seed metrics, mean and std over seeds, protocol, preset and versions in one JSON and a
+    per-seed/per-video table; a parent MLflow run holds the means with the seed runs nested."""
     input:
         get_seed_aucs,
     output:
-        "results/{dataset}_{variant}_auc.json",
+        result="results/{dataset}_{variant}_auc.json",
+        table=report(
+            "results/{dataset}/{variant}/auc_per_seed.csv",
+            caption="../report/auc_table.rst",
+            category="{dataset}",
+            subcategory="{variant} AUC table",
+            labels={"dataset": "{dataset}", "variant": "{variant}", "table": "AUC per seed and video"},
+        ),
     params:
         seeds=SEEDS,
         run=lambda wc: run_config(config, wc.dataset, wc.variant, SEEDS[0]),
+        experiment=get_experiment,
         repo=workflow.basedir,
     log:
         "logs/{dataset}/{variant}/aggregate.log",
@@ -18,3 +27,29 @@ rule aggregate:
         runtime=10,
     script:
         "../scripts/aggregate.py"
+
+
+rule summary:
+    """One row per (dataset, variant) in config ``summary``: our AUCs beside the papers'."""
+    input:
+        results=get_summary_results,
+        papers=config["papers"],
+    output:
+        md="results/summary.md",
+        csv=report(
+            "results/summary.csv",
+            caption="../report/summary.rst",
+            category="Summary",
+            labels={"table": "AUC summary"},
+        ),
+        brief="results/summary_brief.csv",
+    log:
+        "logs/summary.log",
+    conda:
+        "../../envs/vadbench.yaml"
+    threads: 1
+    resources:
+        mem_mb=500,
+        runtime=5,
+    script:
+        "../scripts/summary.py"

@@ -18,13 +18,26 @@ wildcard_constraints:
     seed=r"\d+",
 
 
+SUMMARY_DATASETS = list(config["summary"]["datasets"])
+SUMMARY_VARIANTS = list(config["summary"].get("variants", VARIANTS))
+
+
 def get_final_outputs():
-    """Every configured (dataset, variant) result."""
-    return expand("results/{dataset}_{variant}_auc.json", dataset=DATASETS, variant=VARIANTS)
+    """The summary tables and every seed's plots of the (dataset, variant) pairs in ``summary``."""
+    return ["results/summary.md", "results/summary.csv"] + expand(
+        "results/{dataset}/{variant}/seed{seed}/plots",
+        dataset=SUMMARY_DATASETS,
+        variant=SUMMARY_VARIANTS,
+        seed=SEEDS,
+    )
 
 
-def get_preset(dataset):
-    return preset_of(config, dataset)[1]
+def get_summary_results(wildcards):
+    return expand("results/{dataset}_{variant}_auc.json", dataset=SUMMARY_DATASETS, variant=SUMMARY_VARIANTS)
+
+
+def get_preset(wildcards):
+    return preset_of(config, wildcards.dataset, wildcards.variant)[1]
 
 
 def get_layout_options(wildcards):
@@ -35,12 +48,12 @@ def get_layout_options(wildcards):
 
 
 def get_arrays(wildcards):
-    name, _ = preset_of(config, wildcards.dataset)
+    name, _ = preset_of(config, wildcards.dataset, wildcards.variant)
     return f"resources/{wildcards.dataset}/{name}/arrays"
 
 
 def get_index(wildcards):
-    name, _ = preset_of(config, wildcards.dataset)
+    name, _ = preset_of(config, wildcards.dataset, wildcards.variant)
     return f"resources/{wildcards.dataset}/{name}/clips.npz"
 
 

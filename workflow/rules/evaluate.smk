@@ -9,7 +9,7 @@ rule score:
         "results/{dataset}/{variant}/seed{seed}/scores.npz",
     params:
         protocol=get_protocol,
-        batch_size=lambda wc: get_preset(wc.dataset).get("score_batch_size", 16),
+        batch_size=lambda wc: get_preset(wc).get("score_batch_size", 16),
     log:
         "logs/{dataset}/{variant}/seed{seed}/score.log",
     benchmark:
@@ -25,7 +25,8 @@ rule score:
 
 
 rule auc:
-    """Micro AUC (normalised and raw) and macro AUC of one seed, written to its MLflow run."""
+    """Micro AUC with a bootstrap interval, macro AUC, EER, AUPR and per-video AUCs of one seed
+    under the protocol recorded in its scores; written to JSON and to the seed's MLflow run."""
     input:
         scores="results/{dataset}/{variant}/seed{seed}/scores.npz",
         run_info="results/{dataset}/{variant}/seed{seed}/run.json",
@@ -41,3 +42,30 @@ rule auc:
         runtime=10,
     script:
         "../scripts/auc.py"
+
+
+rule plots:
+    """Per-video score curves with the anomalous frames shaded, and the ROC, also as MLflow artifacts."""
+    input:
+        scores="results/{dataset}/{variant}/seed{seed}/scores.npz",
+        auc="results/{dataset}/{variant}/seed{seed}/auc.json",
+        run_info="results/{dataset}/{variant}/seed{seed}/run.json",
+    output:
+        report(
+            directory("results/{dataset}/{variant}/seed{seed}/plots"),
+            patterns=["{name}.png"],
+            caption="../report/plots.rst",
+            category="{dataset}",
+            subcategory="{variant} seed {seed}",
+            labels={"dataset": "{dataset}", "variant": "{variant}", "seed": "{seed}", "figure": "{name}"},
+        ),
+    log:
+        "logs/{dataset}/{variant}/seed{seed}/plots.log",
+    conda:
+        "../../envs/vadbench.yaml"
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=10,
+    script:
+        "../scripts/plots.py"

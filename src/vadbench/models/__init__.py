@@ -2,7 +2,8 @@
 
 Adding a model means one module, one line below and a config variant; nothing else changes.
 Every model takes ``in_channels`` and ``widths`` from the preset and its own hyper-parameters
-from the variant, and implements ``training_loss(x)`` and ``clip_errors(x)``.
+from the variant, and implements ``training_loss(x)`` and either ``clip_errors(x)`` (a stateless
+error per clip) or ``test_frame(...)`` (MNAD: a test-time memory carried through the videos).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from torch import nn
 
 from vadbench.errors import ConfigError
 from vadbench.models.memae import MemAE
+from vadbench.models.mnad import MNAD
 
 
 def _memae(**kw: Any) -> nn.Module:
@@ -24,7 +26,7 @@ def _ae(**kw: Any) -> nn.Module:
     return MemAE(memory_size=None, **kw)
 
 
-MODELS: dict[str, Callable[..., nn.Module]] = {"memae": _memae, "ae": _ae}
+MODELS: dict[str, Callable[..., nn.Module]] = {"memae": _memae, "ae": _ae, "mnad": MNAD}
 
 
 def build_model(name: str, **hparams: Any) -> nn.Module:
