@@ -34,6 +34,11 @@ def test_shipped_config_is_valid(config):
         (lambda c: c["presets"]["toy"].update(frame_size=[60, 64]), "presets.toy"),
         (lambda c: c["datasets"]["toy"].update(sha256="abc"), "datasets.toy.sha256"),
         (lambda c: c.pop("mlflow"), "<top level>"),
+        (lambda c: c["summary"].update(datasets=["ped3"]), "summary.datasets"),
+        (lambda c: c["variants"]["mnad_pred"]["presets"].update(cpu="mnad_fast"), "variants.mnad_pred.presets.cpu"),
+        (lambda c: c["presets"]["mnad_pred_cpu"].update(frame_size=[60, 64]), "presets.mnad_pred_cpu"),
+        (lambda c: c["variants"]["mnad_pred"]["protocol"].update(name="mnadx"), "variants.mnad_pred.protocol"),
+        (lambda c: c["variants"]["mnad_pred"]["protocol"].update(alpha=1.5), "variants.mnad_pred.protocol.alpha"),
     ],
 )
 def test_invalid_value_names_the_key(config, edit, key):
@@ -52,6 +57,18 @@ def test_a_variant_added_through_config_alone_resolves(config):
     assert run["model_params"]["widths"] == config["presets"]["toy"]["widths"]
     assert run["preset_name"] == "toy" and run["seed"] == 4
     assert protocol_of(config, "toy", "memae_cos").edges == "pad"
+
+
+def test_mnad_variants_map_each_scale_to_their_own_preset(config):
+    for scale, clip in (("toy", 5), ("cpu", 5), ("paper", 5)):
+        config["datasets"]["toy"]["preset"] = scale
+        run = run_config(config, "toy", "mnad_pred", 0)
+        assert run["preset_name"] == f"mnad_pred_{scale}" and run["model_params"]["t_length"] == clip
+        assert run_config(config, "toy", "mnad_recon", 0)["model_params"]["t_length"] == 1
+        assert run_config(config, "toy", "memae", 0)["preset_name"] == scale
+    protocol = protocol_of(config, "toy", "mnad_pred")
+    assert (protocol.name, protocol.offset, protocol.normalisation, protocol.alpha) == ("mnad", 4, "none", 0.6)
+    assert protocol.reset_memory_per_video is False
 
 
 def test_workflow_refuses_an_invalid_config_naming_the_key(workflow_copy: Path):
