@@ -166,3 +166,15 @@ def test_lint_reports_nothing(workflow_copy):
     proc = run_snakemake(workflow_copy, "--lint", configfile=None, check=False)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "Lints for rule" not in proc.stdout + proc.stderr
+
+
+def test_a_run_missing_from_the_store_gets_a_new_one_instead_of_failing(tmp_path):
+    from mlflow.tracking import MlflowClient
+
+    from vadbench.tracking import RunLogger, init_store
+
+    uri = f"sqlite:///{tmp_path}/other.db"
+    init_store(uri, ["vadbench-toy"], tmp_path / "artifacts")
+    tracker = RunLogger(uri, "vadbench-toy", run_id="0123456789abcdef0123456789abcdef")
+    run = MlflowClient(tracking_uri=uri).get_run(tracker.run_id)
+    assert run.data.tags["vadbench.replaces_run"] == "0123456789abcdef0123456789abcdef"

@@ -79,9 +79,9 @@ def evaluate_run(scores_path: str | Path, run_info_path: str | Path, out_path: s
     saved = load_scores(scores_path)
     result = evaluate(saved["raw"], saved["label"], saved["protocol"])
     info = read_json(run_info_path)
-    result["mlflow_run_id"] = info["mlflow_run_id"]
-    write_json(out_path, result)
     tracker = RunLogger(tracking_uri, info["experiment"], run_id=info["mlflow_run_id"])
+    result["mlflow_run_id"] = tracker.run_id
+    write_json(out_path, result)
     metrics = {k: result[k] for k in ("micro_auc", "micro_auc_raw", "macro_auc", "eer", "aupr") if result[k] is not None}
     if result["micro_auc_ci95"] and result["micro_auc_ci95"]["low"] is not None:
         metrics.update(micro_auc_ci95_low=result["micro_auc_ci95"]["low"], micro_auc_ci95_high=result["micro_auc_ci95"]["high"])
@@ -110,7 +110,7 @@ def plots_run(scores_path: str | Path, auc_path: str | Path, run_info_path: str 
         plot_seed(load_scores(scores_path), read_json(auc_path), tmp, title)
     written = sorted(Path(out_dir).glob("*.png"))
     info = read_json(run_info_path)
-    tracker = RunLogger(tracking_uri, info["experiment"], run_id=info["mlflow_run_id"])
+    tracker = RunLogger(tracking_uri, info["experiment"], run_id=read_json(auc_path)["mlflow_run_id"])
     for path in written:
         tracker.log_artifact(path, "plots")
     tracker.finish()

@@ -61,7 +61,18 @@ class RunLogger:
 
     def __init__(self, uri: str, experiment: str, run_id: str | None = None, run_name: str | None = None,
                  tags: dict[str, str] | None = None) -> None:
+        from mlflow.exceptions import MlflowException
+
         self.client = _client(uri)
+        if run_id is not None:
+            try:
+                self.client.update_run(run_id, status="RUNNING")
+            except MlflowException as err:
+                # the store changed (another MLFLOW_TRACKING_URI, a deleted run): the result files
+                # stay the source of truth, so log to a new run instead of failing the job
+                log.warning("MLflow run %s is not in %s (%s); logging to a new run", run_id, uri, err.error_code)
+                tags = {**(tags or {}), "vadbench.replaces_run": run_id}
+                run_id = None
         if run_id is None:
             found = self.client.get_experiment_by_name(experiment)
             # normally created by the mlflow_store rule; a server named by MLFLOW_TRACKING_URI
@@ -69,8 +80,6 @@ class RunLogger:
             experiment_id = found.experiment_id if found else self.client.create_experiment(experiment)
             run = self.client.create_run(experiment_id, run_name=run_name, tags=tags or {})
             run_id = run.info.run_id
-        else:
-            self.client.update_run(run_id, status="RUNNING")
         self.run_id = run_id
 
     def _safe(self, what: str, fn, *args: Any, **kwargs: Any) -> None:
