@@ -36,6 +36,28 @@ presets:
     optimizer: adam
     lr: 0.001
     amp: none
+  tiny_mnad_recon: &tiny_mnad
+    frame_size: [32, 32]
+    channels: 1
+    clip_length: 1
+    train_stride: 1
+    test_stride: 1
+    widths: [4, 8, 8, 16]
+    epochs: 2
+    batch_size: 4
+    optimizer: adam
+    lr: 0.001
+    lr_schedule: cosine
+    amp: none
+  tiny_mnad_pred:
+    <<: *tiny_mnad
+    clip_length: 5
+variants:
+  mnad_recon: {presets: {tiny: tiny_mnad_recon}}
+  mnad_pred: {presets: {tiny: tiny_mnad_pred}}
+summary:
+  datasets: [toy]
+  variants: [ae, memae]
 """
 
 

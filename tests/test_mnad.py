@@ -109,3 +109,33 @@ def test_test_time_update_only_below_the_threshold():
     _, _, _, moved, _ = model.test_frame(x, memory, update_threshold=weighted + 1)
     assert not torch.equal(moved, memory)
     assert p == pytest.approx(10 * np.log10(1 / F.mse_loss((model(x)[0] + 1) / 2, (x[:, :, 0] + 1) / 2).item()), rel=1e-5)
+
+
+@pytest.mark.workflow
+def test_both_variants_through_the_real_dag(tmp_path):
+    import json
+
+    from mlflow.tracking import MlflowClient
+
+    from conftest import TINY_CONFIG, copy_workflow, run_snakemake
+
+    root = copy_workflow(tmp_path)
+    (root / "tiny.yaml").write_text(TINY_CONFIG.replace("seeds: [0, 1]", "seeds: [0]"))
+    targets = ["results/toy/mnad_pred/seed0/plots", "results/toy/mnad_recon/seed0/plots",
+               "results/toy_mnad_pred_auc.json", "results/toy_mnad_recon_auc.json"]
+    run_snakemake(root, *targets)
+    pred = json.loads((root / "results/toy/mnad_pred/seed0/auc.json").read_text())
+    recon = json.loads((root / "results/toy/mnad_recon/seed0/auc.json").read_text())
+    # 3 test videos of 48 frames: prediction never scores the first 4 frames, reconstruction scores all
+    assert pred["frames_scored"] == 3 * (48 - 4) and recon["frames_scored"] == 3 * 48
+    assert pred["protocol"]["name"] == "mnad" and pred["protocol"]["alpha"] == 0.6
+    assert recon["protocol"]["alpha"] == 0.7 and recon["protocol"]["reset_memory_per_video"] is False
+    assert 0 <= pred["micro_auc"] <= 1 and pred["micro_auc"] == pred["micro_auc_raw"]
+    assert (root / "results/toy/mnad_pred/seed0/plots/memory_usage.png").exists()
+    state = torch.load(root / "results/toy/mnad_pred/seed0/model.pt", weights_only=False)
+    assert state["state_dict"]["memory"].shape == (10, 16) and state["config"]["model_params"]["t_length"] == 5
+    with np.load(root / "results/toy/mnad_pred/seed0/scores.npz") as scores:
+        assert scores["memory_usage"].sum() == 3 * (48 - 4) * 4 * 4  # every query of every scored frame
+    client = MlflowClient(tracking_uri=f"sqlite:///{root}/results/mlflow.db")
+    artifacts = [a.path for a in client.list_artifacts(pred["mlflow_run_id"])]
+    assert "memory_items.npy" in artifacts

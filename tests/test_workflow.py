@@ -44,7 +44,8 @@ def test_aggregate_json_reports_seeds_protocol_and_versions(finished):
     assert result["micro_auc"]["mean"] == pytest.approx(sum(values) / 2)
     assert all(0.0 <= v <= 1.0 for v in values)
     assert result["protocol"] == {"clip_length": 16, "scored_frame": "centre", "edges": "drop",
-                                  "normalisation": "per_video_minmax", "smoothing_sigma": 0.0, "name": "memae",
+                                  "normalisation": "per_video_minmax", "smoothing_sigma": 0.0, "alpha": None,
+                                  "update_threshold": None, "reset_memory_per_video": False, "name": "memae",
                                   "scored_frame_index": 8}
     assert result["preset"]["name"] == "tiny" and result["preset"]["widths"] == [4, 8, 8, 8]
     assert result["versions"]["torch"].startswith("2.13")
