@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from vadbench.models import build_model
 from vadbench.models.mnad import MNAD, memory_losses, read_memory, update_memory
 from vadbench.protocol import Protocol
-from vadbench.scoring import minmax
+from vadbench.protocol import minmax
 
 
 def unit(*rows):

@@ -127,9 +127,10 @@ def aggregate_run(auc_paths: list[str | Path], seeds: list[int], run: dict[str, 
     from vadbench.training import versions
 
     result = aggregate_seeds(auc_paths, seeds, run, versions(), git_commit(repo_dir))
+    parent = parent_run(tracking_uri, experiment, run["dataset"], run["variant"], run["preset_name"], list(seeds))
+    result["mlflow_parent_run_id"] = parent.run_id
     write_json(out_path, result)
     write_csv(table_path, seed_table(result))
-    parent = parent_run(tracking_uri, experiment, run["dataset"], run["variant"], run["preset_name"], list(seeds))
     metrics = {}
     for key, stat in result.items():
         if isinstance(stat, dict) and stat.keys() == {"mean", "std"} and stat["mean"] is not None:
@@ -140,6 +141,4 @@ def aggregate_run(auc_paths: list[str | Path], seeds: list[int], run: dict[str, 
     parent.log_artifact(out_path)
     parent.log_artifact(table_path)
     parent.finish()
-    result["mlflow_parent_run_id"] = parent.run_id
-    write_json(out_path, result)
     return result

@@ -33,12 +33,11 @@ def plot_video(name: str, scores: np.ndarray, scored: np.ndarray, label: np.ndar
     """Score curve of one video with its anomalous frames shaded."""
     fig, ax = plt.subplots(figsize=(8, 2.6), dpi=100)
     frames = np.arange(len(scores))
-    for start, end in intervals(label == 1):
+    for i, (start, end) in enumerate(intervals(label == 1)):
         ax.axvspan(start - 0.5, end + 0.5, color="tab:red", alpha=0.2, lw=0,
-                   label="anomalous (ground truth)" if start == intervals(label == 1)[0][0] else None)
-    for start, end in intervals(~scored):
-        ax.axvspan(start - 0.5, end + 0.5, color="0.85", lw=0,
-                   label="not scored" if start == intervals(~scored)[0][0] else None)
+                   label="anomalous (ground truth)" if i == 0 else None)
+    for i, (start, end) in enumerate(intervals(~scored)):
+        ax.axvspan(start - 0.5, end + 0.5, color="0.85", lw=0, label="not scored" if i == 0 else None)
     ax.plot(frames, scores, color="tab:blue", lw=1.2, label="anomaly score")
     ax.set_xlim(-0.5, len(scores) - 0.5)
     ax.set_xlabel("frame (0-based)")

@@ -125,10 +125,15 @@ class Protocol:
         if self.smoothing_sigma > 0 and len(values):
             values = gaussian_filter1d(values, self.smoothing_sigma, mode="nearest")
         if self.normalisation == "per_video_minmax" and len(values):
-            lo, hi = values.min(), values.max()
-            values = (values - lo) / (hi - lo) if hi > lo else np.zeros_like(values)
+            values = minmax(values)
         scores[scored] = values
         return scores, scored
+
+
+def minmax(values: np.ndarray) -> np.ndarray:
+    """Scale to [0, 1]; a constant array maps to zeros."""
+    span = values.max() - values.min()
+    return (values - values.min()) / span if span > 0 else np.zeros_like(values)
 
 
 def pad_nearest(scores: np.ndarray) -> np.ndarray:

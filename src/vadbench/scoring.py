@@ -22,7 +22,7 @@ import torch
 from vadbench.clips import ClipLoader, load_index
 from vadbench.fileio import atomic_path
 from vadbench.logs import get_logger
-from vadbench.protocol import Protocol
+from vadbench.protocol import Protocol, minmax
 
 log = get_logger("scoring")
 
@@ -48,11 +48,6 @@ def clip_errors(model: torch.nn.Module, loader: ClipLoader, device: torch.device
     for ids, clips in loader.batches():
         errors[ids] = model.clip_errors(clips.to(device)).double().cpu().numpy()
     return errors
-
-
-def minmax(values: np.ndarray) -> np.ndarray:
-    span = values.max() - values.min()
-    return (values - values.min()) / span if span > 0 else np.zeros_like(values)
 
 
 @torch.no_grad()
