@@ -27,7 +27,7 @@ import torch
 from torch import nn
 import torch.nn.functional as F
 
-from vadbench.models.memory import Addressing, MemoryModule, addressing_entropy
+from vadbench.models.memory import Addressing, MemoryModule, addressing_entropy, live_fraction
 
 PAPER_WIDTHS = (96, 128, 256, 256)
 
@@ -125,6 +125,7 @@ class MemAE(nn.Module):
         if weights is not None:
             entropy = addressing_entropy(weights)
             parts["entropy"] = entropy.item()
+            parts["live_queries"] = live_fraction(weights)
             loss = recon + self.entropy_weight * entropy
         parts["loss"] = loss.item()
         return loss, parts

@@ -48,6 +48,28 @@ def addressing_entropy(weights: torch.Tensor) -> torch.Tensor:
     return (-weights * torch.log(weights + _EPS)).sum(dim=1).mean()
 
 
+def live_fraction(weights: torch.Tensor) -> float:
+    """Share of (Q, N) shrunk weights' rows that address at least one item.
+
+    A dead row (every weight shrunk away) passes a zero code to the decoder and no gradient to
+    the encoder or the memory, so a low share early in training means a slow start.
+    """
+    return float((weights.sum(dim=1) > 0).float().mean())
+
+
+def raw_max_weights(memory: "MemoryModule", queries: torch.Tensor) -> torch.Tensor:
+    """(Q,) largest softmax addressing weight of each query before shrinkage.
+
+    A query survives hard shrinkage with threshold lambda exactly when this exceeds lambda.
+    """
+    saved = memory.shrink_threshold
+    memory.shrink_threshold = 0.0
+    try:
+        return memory.address(queries).max(dim=1).values
+    finally:
+        memory.shrink_threshold = saved
+
+
 class MemoryModule(nn.Module):
     """Addressable memory of ``num_items`` prototypes of dimension ``dim``.
 
