@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from vadbench.models import build_model
-from vadbench.models.memory import MemoryModule, addressing_entropy, hard_shrink_relu
+from vadbench.models.memory import MemoryModule, addressing_entropy, hard_shrink_relu, live_fraction, raw_max_weights
 
 
 def test_memory_read_has_the_input_shape_and_rows_of_weights_sum_to_one():
@@ -84,6 +84,7 @@ def test_models_reconstruct_clips_of_the_input_shape(name):
     loss, parts = model.training_loss(x)
     assert loss.item() == pytest.approx(parts["loss"])
     assert ("entropy" in parts) == (name == "memae")
+    assert ("live_queries" in parts) == (name == "memae")
     assert model.clip_errors(x).shape == (2,)
 
 
@@ -103,3 +104,20 @@ def test_same_seed_builds_identical_weights():
 
     a, b = build(), build()
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_live_fraction_counts_queries_that_keep_a_nonzero_weight():
+    weights = torch.tensor([[0.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.5, 0.0, 0.5], [0.0, 0.0, 0.0]])
+    assert live_fraction(weights) == 0.5
+
+
+def test_a_query_survives_shrinkage_exactly_when_its_raw_top_weight_passes_lambda():
+    torch.manual_seed(0)
+    memory = MemoryModule(num_items=200, dim=16, shrink_threshold=1.5 / 200)
+    queries = torch.randn(300, 16) * torch.linspace(0.01, 3, 300).unsqueeze(1)  # from uniform to peaked
+    top = raw_max_weights(memory, queries)
+    assert memory.shrink_threshold == 1.5 / 200  # restored
+    survived = memory.address(queries).sum(dim=1) > 0
+    assert torch.equal(survived, top > memory.shrink_threshold)
+    assert 0 < survived.float().mean() < 1  # both kinds occur, so the equality says something
+    torch.testing.assert_close(top, torch.softmax(queries @ memory.items.detach().t(), dim=1).max(dim=1).values)
