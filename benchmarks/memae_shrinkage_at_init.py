@@ -29,15 +29,15 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def live_shares(widths: list[int], clips: torch.Tensor, seed: int, memory_size: int,
-                thresholds: list[float]) -> dict[float, float]:
-    """Share of queries with a softmax weight above each threshold, for a fresh model."""
+                thresholds: list[float]) -> tuple[int, dict[float, float]]:
+    """``(queries, share of them with a softmax weight above each threshold)`` for a fresh model."""
     torch.manual_seed(seed)
     model = build_model("memae", in_channels=clips.shape[1], widths=widths, memory_size=memory_size)
     model.train()  # batch statistics, as in the first training step
     with torch.no_grad():
         z = model.encoder(clips)
         top = raw_max_weights(model.memory, z.permute(0, 2, 3, 4, 1).reshape(-1, z.shape[1]))
-    return {lam: float((top > lam).float().mean()) for lam in thresholds}
+    return len(top), {lam: float((top > lam).float().mean()) for lam in thresholds}
 
 
 def main() -> None:
@@ -59,13 +59,12 @@ def main() -> None:
     _, clips = next(loader.batches(0, shuffle_seed=0))
     n = args.memory_size
     thresholds = [1 / n, 2 / n, 3 / n, 0.0025]
-    print(f"widths {widths}, N = {n}, {len(clips)} training clips {tuple(clips.shape[1:])}, "
-          f"{clips.shape[0] * (clips.shape[2] // 8) * (clips.shape[3] // 16) * (clips.shape[4] // 16)} queries")
-    print("| seed | " + " | ".join(f"lambda {lam:g} ({lam * n:g}/N)" for lam in thresholds) + " |")
-    print("|---" * (len(thresholds) + 1) + "|")
+    print(f"widths {widths}, N = {n}, {len(clips)} training clips {tuple(clips.shape[1:])}")
+    print("| seed | queries | " + " | ".join(f"lambda {lam:g} ({lam * n:g}/N)" for lam in thresholds) + " |")
+    print("|---" * (len(thresholds) + 2) + "|")
     for seed in args.seeds:
-        shares = live_shares(widths, clips, seed, n, thresholds)
-        print(f"| {seed} | " + " | ".join(f"{shares[lam]:.1%}" for lam in thresholds) + " |")
+        queries, shares = live_shares(widths, clips, seed, n, thresholds)
+        print(f"| {seed} | {queries} | " + " | ".join(f"{shares[lam]:.1%}" for lam in thresholds) + " |")
 
 
 if __name__ == "__main__":

@@ -66,6 +66,10 @@ def _fmt(value: float | None) -> str:
     return "" if value is None else f"{value:.4f}"
 
 
+def _fmt_stat(stat: dict[str, float | None]) -> str:
+    return "" if stat["mean"] is None else f"{stat['mean']:.4f} +/- {stat['std']:.4f}"
+
+
 def seed_table(result: dict[str, Any]) -> list[dict[str, str]]:
     """One row per seed and a mean +/- std row: the metrics and each test video's AUC."""
     videos = sorted({v for r in result["per_seed"] for v in (r.get("per_video_auc") or {})})
@@ -76,14 +80,9 @@ def seed_table(result: dict[str, Any]) -> list[dict[str, str]]:
                "micro_auc_ci95": f"{_fmt(ci.get('low'))}-{_fmt(ci.get('high'))}" if ci.get("low") is not None else ""}
         row.update({f"video_{v}": _fmt((r.get("per_video_auc") or {}).get(v)) for v in videos})
         rows.append(row)
-    mean = {"seed": "mean +/- std"}
-    for k in SUMMARISED:
-        stat = result[k]
-        mean[k] = "" if stat["mean"] is None else f"{stat['mean']:.4f} +/- {stat['std']:.4f}"
-    mean["micro_auc_ci95"] = ""
+    mean = {"seed": "mean +/- std", **{k: _fmt_stat(result[k]) for k in SUMMARISED}, "micro_auc_ci95": ""}
     for v in videos:
         values = [r["per_video_auc"][v] for r in result["per_seed"] if v in (r.get("per_video_auc") or {})]
-        stat = mean_std(values)
-        mean[f"video_{v}"] = "" if stat["mean"] is None else f"{stat['mean']:.4f} +/- {stat['std']:.4f}"
+        mean[f"video_{v}"] = _fmt_stat(mean_std(values))
     rows.append(mean)
     return rows

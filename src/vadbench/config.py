@@ -48,17 +48,15 @@ def validate_config(config: dict[str, Any], schema_path: str | Path) -> None:
         for name in config["summary"].get(key, []):
             if name not in known:
                 raise ConfigError(f"config key summary.{key}: {name!r} is not configured under {key} ({', '.join(known)})")
-    for name, variant in config["variants"].items():
-        try:
-            protocol_of(config, next(iter(config["datasets"])), name)
-        except ConfigError as err:
-            raise ConfigError(f"config key variants.{name}.protocol: {err}") from None
+    bases = {config["preset"], *(d.get("preset", config["preset"]) for d in config["datasets"].values())}
     for name, variant in config["variants"].items():
         for base, target in variant.get("presets", {}).items():
             if target not in config["presets"]:
                 raise ConfigError(f"config key variants.{name}.presets.{base}: preset {target!r} is not defined under presets")
-    bases = {config["preset"], *(d.get("preset", config["preset"]) for d in config["datasets"].values())}
-    for name, variant in config["variants"].items():
+        try:
+            protocol_of(config, next(iter(config["datasets"])), name)
+        except ConfigError as err:
+            raise ConfigError(f"config key variants.{name}.protocol: {err}") from None
         for base in sorted(bases):
             if base not in config["presets"]:
                 continue

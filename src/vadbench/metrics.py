@@ -26,8 +26,9 @@ from vadbench.protocol import Protocol
 BOOTSTRAP_SAMPLES = 1000
 
 
-def _concat(scores: dict[str, np.ndarray], labels: dict[str, np.ndarray], scored: dict[str, np.ndarray],
-            videos: list[str] | None = None) -> tuple[np.ndarray, np.ndarray]:
+def concat_scored(scores: dict[str, np.ndarray], labels: dict[str, np.ndarray], scored: dict[str, np.ndarray],
+                  videos: list[str] | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """``(scores, labels)`` of the scored frames of ``videos`` (default: all, sorted), concatenated."""
     videos = sorted(scores) if videos is None else videos
     s = np.concatenate([scores[v][scored[v]] for v in videos])
     y = np.concatenate([labels[v][scored[v]] for v in videos])
@@ -36,7 +37,7 @@ def _concat(scores: dict[str, np.ndarray], labels: dict[str, np.ndarray], scored
 
 def micro_auc(scores: dict[str, np.ndarray], labels: dict[str, np.ndarray], scored: dict[str, np.ndarray]) -> float:
     """AUC over the scored frames of all videos concatenated (anomaly = positive class)."""
-    s, y = _concat(scores, labels, scored)
+    s, y = concat_scored(scores, labels, scored)
     return float(roc_auc_score(y, s))
 
 
@@ -75,7 +76,7 @@ def bootstrap_micro_auc(scores: dict[str, np.ndarray], labels: dict[str, np.ndar
     interval is a deterministic function of (scores, ``samples``, ``seed``).
     """
     videos = sorted(scores)
-    per_video = [_concat(scores, labels, scored, [v]) for v in videos]
+    per_video = [concat_scored(scores, labels, scored, [v]) for v in videos]
     rng = np.random.default_rng(seed)
     aucs: list[float] = []
     attempts = 0
@@ -122,7 +123,7 @@ def evaluate(raw: dict[str, np.ndarray], labels: dict[str, np.ndarray], protocol
     labels = {v: np.asarray(l).astype(np.uint8) for v, l in labels.items()}
     scores, scored = apply_protocol(raw, labels, protocol)
     unnormalised, _ = apply_protocol(raw, labels, replace(protocol, normalisation="none"))
-    s, y = _concat(scores, labels, scored)
+    s, y = concat_scored(scores, labels, scored)
     if len(y) == 0 or y.min() == y.max():
         raise DatasetError(
             f"the scored frames hold only {'anomalous' if len(y) and y[0] else 'normal'} frames "

@@ -72,6 +72,7 @@ def log_memory_items(model_path: str | Path, tracker) -> None:
 
 def evaluate_run(scores_path: str | Path, run_info_path: str | Path, out_path: str | Path, tracking_uri: str) -> dict[str, Any]:
     """Compute every metric of one seed, write them as JSON and to the seed's MLflow run."""
+    from vadbench.aggregate import SUMMARISED
     from vadbench.metrics import evaluate
     from vadbench.scoring import load_scores
     from vadbench.tracking import RunLogger
@@ -82,7 +83,7 @@ def evaluate_run(scores_path: str | Path, run_info_path: str | Path, out_path: s
     tracker = RunLogger(tracking_uri, info["experiment"], run_id=info["mlflow_run_id"])
     result["mlflow_run_id"] = tracker.run_id
     write_json(out_path, result)
-    metrics = {k: result[k] for k in ("micro_auc", "micro_auc_raw", "macro_auc", "eer", "aupr") if result[k] is not None}
+    metrics = {k: result[k] for k in SUMMARISED if result[k] is not None}
     if result["micro_auc_ci95"] and result["micro_auc_ci95"]["low"] is not None:
         metrics.update(micro_auc_ci95_low=result["micro_auc_ci95"]["low"], micro_auc_ci95_high=result["micro_auc_ci95"]["high"])
     metrics["frames_scored"] = result["frames_scored"]
@@ -106,11 +107,11 @@ def plots_run(scores_path: str | Path, auc_path: str | Path, run_info_path: str 
     from vadbench.scoring import load_scores
     from vadbench.tracking import RunLogger
 
+    metrics = read_json(auc_path)
     with atomic_path(out_dir) as tmp:
-        plot_seed(load_scores(scores_path), read_json(auc_path), tmp, title)
+        plot_seed(load_scores(scores_path), metrics, tmp, title)
     written = sorted(Path(out_dir).glob("*.png"))
-    info = read_json(run_info_path)
-    tracker = RunLogger(tracking_uri, info["experiment"], run_id=read_json(auc_path)["mlflow_run_id"])
+    tracker = RunLogger(tracking_uri, read_json(run_info_path)["experiment"], run_id=metrics["mlflow_run_id"])
     for path in written:
         tracker.log_artifact(path, "plots")
     tracker.finish()

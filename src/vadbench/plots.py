@@ -17,7 +17,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from sklearn.metrics import RocCurveDisplay  # noqa: E402
 
-from vadbench.metrics import apply_protocol  # noqa: E402
+from vadbench.metrics import apply_protocol, concat_scored  # noqa: E402
 from vadbench.protocol import Protocol  # noqa: E402
 
 
@@ -76,8 +76,7 @@ def plot_seed(saved: dict[str, Any], metrics: dict[str, Any], out_dir: str | Pat
         path = out / f"video_{v}.png"
         plot_video(v, scores[v], scored[v], saved["label"][v], metrics["per_video_auc"].get(v), path)
         written.append(path)
-    y = np.concatenate([saved["label"][v][scored[v]] for v in sorted(scores)])
-    s = np.concatenate([scores[v][scored[v]] for v in sorted(scores)])
+    s, y = concat_scored(scores, saved["label"], scored)
     path = out / "roc.png"
     plot_roc(y, s, metrics["micro_auc"], f"{title} ({protocol.name} protocol)".strip(), path)
     written.append(path)

@@ -61,10 +61,14 @@ def read_scores(path: str | Path) -> tuple[dict[str, np.ndarray] | np.ndarray, d
     raise DatasetError(f"{path}: unknown score file type {path.suffix!r}; use .npz, .npy or .csv (see vadbench evaluate -h)")
 
 
-def _vector(array: np.ndarray, what: str) -> np.ndarray:
+def _one_dim(array: np.ndarray) -> np.ndarray:
+    """A (1, N) or (N, 1) array as (N,) (MNAD saves its label file as (1, N)); others unchanged."""
     array = np.asarray(array)
-    if array.ndim == 2 and 1 in array.shape:
-        array = array.ravel()
+    return array.ravel() if array.ndim == 2 and 1 in array.shape else array
+
+
+def _vector(array: np.ndarray, what: str) -> np.ndarray:
+    array = _one_dim(array)
     if array.ndim != 1 or array.dtype.kind not in "biuf":
         raise DatasetError(f"{what}: expected a 1-D numeric array of per-frame scores, got shape {array.shape} "
                            f"and dtype {array.dtype}")
@@ -100,7 +104,7 @@ def read_labels(path: str | Path, lengths: dict[str, int] | None = None) -> dict
             not say how long a video is; taken from the score file.
     """
     from vadbench.datasets.liu import parse_intervals
-    from vadbench.datasets.ucsd import parse_gt_m
+    from vadbench.datasets.ucsd import parse_gt_m, ranges_to_label
 
     path = Path(path)
     if not path.exists():
@@ -113,7 +117,7 @@ def read_labels(path: str | Path, lengths: dict[str, int] | None = None) -> dict
             raise DatasetError(f"{path}: a label folder must hold labels.npz (vadbench) or <video>.npy frame masks "
                                "(ShanghaiTech test_frame_mask/)")
         return {m.stem: _labels_vector(np.load(m, allow_pickle=False), m) for m in masks}
-    ordered = _ordered_lengths(lengths, path)
+    ordered = _ordered_lengths(lengths)
     if path.suffix == ".npz":
         with np.load(path, allow_pickle=False) as data:
             return {k: _labels_vector(data[k], f"{path}[{k}]") for k in data.keys()}
@@ -130,29 +134,21 @@ def read_labels(path: str | Path, lengths: dict[str, int] | None = None) -> dict
         ranges = parse_gt_m(path)
         if len(ranges) != len(ordered):
             raise DatasetError(f"{path}: {len(ranges)} gt_frame lines but the scores hold {len(ordered)} videos")
-        out = {}
-        for i, (video_ranges, (_, n)) in enumerate(zip(ranges, ordered)):
-            label = np.zeros(n, np.uint8)
-            for start, end in video_ranges:
-                if not 1 <= start <= end <= n:
-                    raise DatasetError(f"{path}: video {i + 1} has range {start}:{end} outside its frames 1..{n}")
-                label[start - 1 : end] = 1
-            out[f"{i + 1:03d}"] = label
-        return out
+        return {f"{i + 1:03d}": ranges_to_label(video_ranges, n, path, f"video {i + 1}")
+                for i, (video_ranges, (_, n)) in enumerate(zip(ranges, ordered))}
     raise DatasetError(f"{path}: unknown label file type; use a Liu .mat, a UCSD .m, a test_frame_mask/ folder, "
                        "labels.npz or a concatenated .npy")
 
 
-def _ordered_lengths(lengths: dict[str, int] | None, path: Path) -> list[tuple[str, int]] | None:
+def _ordered_lengths(lengths: dict[str, int] | None) -> list[tuple[str, int]] | None:
+    """Videos with their lengths in number order (01 < 2 < 10), as interval files list them."""
     if lengths is None:
         return None
     return sorted(lengths.items(), key=lambda kv: (_numbers(kv[0]), kv[0]))
 
 
 def _labels_vector(array: np.ndarray, where: Any) -> np.ndarray:
-    array = np.asarray(array)
-    if array.ndim == 2 and 1 in array.shape:
-        array = array.ravel()  # MNAD's (1, N) label files
+    array = _one_dim(array)
     if array.ndim != 1 or not np.isin(array, (0, 1)).all():
         raise DatasetError(f"{where}: expected a 1-D array of 0/1 frame labels, got shape {array.shape}")
     return array.astype(np.uint8)
@@ -202,10 +198,10 @@ def load_pair(scores_path: str | Path, labels_path: str | Path | None) -> tuple[
         labels = read_labels(labels_path)
         if isinstance(labels, np.ndarray):
             raise DatasetError("flat scores need per-video labels (a mask folder or labels.npz) to be split into videos")
-        ordered = _ordered_lengths({v: len(l) for v, l in labels.items()}, Path(labels_path))
+        ordered = _ordered_lengths({v: len(l) for v, l in labels.items()})
         return split_flat(scores, ordered, str(scores_path)), labels, protocol
     lengths = {v: len(s) for v, s in scores.items()}
     labels = read_labels(labels_path, lengths)
     if isinstance(labels, np.ndarray):
-        labels = split_flat(labels, _ordered_lengths(lengths, Path(labels_path)), str(labels_path))
+        labels = split_flat(labels, _ordered_lengths(lengths), str(labels_path))
     return scores, match_videos(scores, labels), protocol

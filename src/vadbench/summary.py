@@ -68,17 +68,19 @@ def _protocol_text(p: dict[str, Any]) -> str:
             f"{p['normalisation']}{smoothing}")
 
 
+#: Markdown columns: row key -> header.
+MARKDOWN = {"dataset": "dataset", "variant": "variant", "preset": "preset", "seeds": "seeds", "micro_auc": "micro AUC %",
+            "macro_auc": "macro AUC %", "eer": "EER %", "aupr": "AUPR %", "paper_auc": "paper AUC %", "gap": "gap",
+            "protocol": "protocol"}
+
+
 def to_markdown(rows: list[dict[str, str]]) -> str:
-    header = ["dataset", "variant", "preset", "seeds", "micro AUC %", "macro AUC %", "EER %", "AUPR %",
-              "paper AUC %", "gap", "protocol"]
-    keys = ["dataset", "variant", "preset", "seeds", "micro_auc", "macro_auc", "eer", "aupr", "paper_auc", "gap",
-            "protocol"]
     lines = ["# vadbench summary", "",
              "Mean +/- sample std over seeds. Micro AUC is the headline (all scored frames of all test videos "
              "in one ROC); macro AUC averages the videos that hold both classes. Gap = ours - paper, in points.",
              "",
-             "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(row[k] for k in keys) + " |" for row in rows]
+             "| " + " | ".join(MARKDOWN.values()) + " |", "|" + "---|" * len(MARKDOWN)]
+    lines += ["| " + " | ".join(row[k] for k in MARKDOWN) + " |" for row in rows]
     sources = sorted({(row["dataset"], row["variant"], row["paper_source"]) for row in rows if row["paper_source"]})
     if sources:
         lines += ["", "Paper figures (* = not confirmed by a second source, see config/papers.yaml):", ""]

@@ -56,6 +56,14 @@ def init_store(uri: str, experiments: list[str], artifact_root: str | Path) -> d
     return ids
 
 
+def experiment_id(client, experiment: str) -> str:
+    """Id of ``experiment``, created if missing: it is normally made by the mlflow_store rule, but a
+    server named by MLFLOW_TRACKING_URI after that rule ran may not have it yet (a server creates it
+    safely)."""
+    found = client.get_experiment_by_name(experiment)
+    return found.experiment_id if found else client.create_experiment(experiment)
+
+
 class RunLogger:
     """Logs to one MLflow run, created on first use or re-opened by id (a resumed job)."""
 
@@ -74,11 +82,7 @@ class RunLogger:
                 tags = {**(tags or {}), "vadbench.replaces_run": run_id}
                 run_id = None
         if run_id is None:
-            found = self.client.get_experiment_by_name(experiment)
-            # normally created by the mlflow_store rule; a server named by MLFLOW_TRACKING_URI
-            # after that rule ran may not have it yet, and a server creates it safely
-            experiment_id = found.experiment_id if found else self.client.create_experiment(experiment)
-            run = self.client.create_run(experiment_id, run_name=run_name, tags=tags or {})
+            run = self.client.create_run(experiment_id(self.client, experiment), run_name=run_name, tags=tags or {})
             run_id = run.info.run_id
         self.run_id = run_id
 
@@ -125,12 +129,10 @@ def parent_run(uri: str, experiment: str, dataset: str, variant: str, preset: st
     :func:`nest_runs`), which is how the MLflow UI draws nested runs.
     """
     client = _client(uri)
-    found = client.get_experiment_by_name(experiment)
-    experiment_id = found.experiment_id if found else client.create_experiment(experiment)
     seeds_tag = ",".join(str(s) for s in seeds)
     query = (f"tags.`{PARENT_TAG}` = 'parent' and tags.dataset = '{dataset}' and tags.variant = '{variant}' "
              f"and tags.preset = '{preset}' and tags.seeds = '{seeds_tag}'")
-    existing = client.search_runs([experiment_id], filter_string=query, max_results=1)
+    existing = client.search_runs([experiment_id(client, experiment)], filter_string=query, max_results=1)
     if existing:
         return RunLogger(uri, experiment, run_id=existing[0].info.run_id)
     return RunLogger(uri, experiment, run_name=f"{variant} (seeds {seeds_tag})",

@@ -40,13 +40,6 @@ from vadbench.models import build_model
 log = get_logger("training")
 
 
-def pick_device(requested: str = "auto") -> torch.device:
-    """``auto`` picks CUDA when present, else the CPU."""
-    if requested == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(requested)
-
-
 def make_optimizer(params, preset: dict[str, Any]) -> torch.optim.Optimizer:
     name = preset.get("optimizer", "adam")
     if name == "adam":
@@ -227,6 +220,12 @@ def _train_on(device: torch.device, run: dict[str, Any], arrays_dir: str | Path,
              run["variant"], run["dataset"], len(loader.index), epochs, device, threads)
     began = time.monotonic()
     partial = state.get("partial") if mode is not None else None
+
+    def save_checkpoint(last_epoch: int, **extra: Any) -> None:
+        _save(checkpoint_path, {"state_dict": model.state_dict(), "optimizer": optimizer.state_dict(),
+                                "scheduler": scheduler.state_dict() if scheduler is not None else None,
+                                "epoch": last_epoch, "history": history, "config": run, "meta": meta or {}, **extra})
+
     with sigterm_flag() as flag:
         for epoch in range(start_epoch, epochs):
             model.train()
@@ -250,12 +249,7 @@ def _train_on(device: torch.device, run: dict[str, Any], arrays_dir: str | Path,
                 seen += len(clips)
                 seen_here += len(clips)
                 if flag["stop"]:
-                    _save(checkpoint_path, {
-                        "state_dict": model.state_dict(), "optimizer": optimizer.state_dict(),
-                        "scheduler": scheduler.state_dict() if scheduler is not None else None,
-                        "epoch": epoch - 1, "history": history, "config": run, "meta": meta or {},
-                        "partial": {"epoch": epoch, "next_batch": b + 1, "sums": sums, "seen": seen},
-                    })
+                    save_checkpoint(epoch - 1, partial={"epoch": epoch, "next_batch": b + 1, "sums": sums, "seen": seen})
                     raise Preempted(checkpoint_path)
             record = {k: v / seen for k, v in sums.items()}
             record["epoch"] = epoch
@@ -266,9 +260,7 @@ def _train_on(device: torch.device, run: dict[str, Any], arrays_dir: str | Path,
             if val_loader is not None:
                 record["val_loss"] = validation_loss(model, val_loader, device)
             history.append(record)
-            _save(checkpoint_path, {"state_dict": model.state_dict(), "optimizer": optimizer.state_dict(),
-                                    "scheduler": scheduler.state_dict() if scheduler is not None else None,
-                                    "epoch": epoch, "history": history, "config": run, "meta": meta or {}})
+            save_checkpoint(epoch)
             if tracker is not None:
                 tracker.log_metrics({f"train_{k}": v for k, v in record.items() if k != "epoch"}, step=epoch)
             elapsed = time.monotonic() - began
@@ -293,9 +285,9 @@ def checkpoint_meta(checkpoint_path: str | Path, run: dict[str, Any]) -> dict[st
     return state.get("meta", {}) if resume_mode(state, run) == "same" else {}
 
 
-def load_trained(model_path: str | Path, device: torch.device | None = None) -> tuple[torch.nn.Module, dict[str, Any]]:
-    """Rebuild a model from ``model.pt``; returns ``(model in eval mode, run config)``."""
-    device = device or pick_device()
+def load_trained(model_path: str | Path, device: torch.device = torch.device("cpu")) -> tuple[torch.nn.Module, dict[str, Any]]:
+    """Rebuild a model from ``model.pt`` on ``device`` (a job's from :func:`vadbench.devices.job_device`);
+    returns ``(model in eval mode, run config)``."""
     state = torch.load(model_path, map_location=device, weights_only=False)
     run = state["config"]
     model = build_model(run["model"], **run["model_params"]).to(device)

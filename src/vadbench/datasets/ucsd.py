@@ -92,12 +92,15 @@ def read(path: str | Path, workdir: Path | None = None, scene: str = "UCSDped2")
     if len(intervals) != len(test):
         raise DatasetError(f"{m_files[0]}: {len(intervals)} gt_frame lines but {len(test)} Test videos in {root / 'Test'}")
     for (video, paths), ranges in zip(test.items(), intervals):
-        label = np.zeros(len(paths), dtype=np.uint8)
-        for start, end in ranges:
-            if not 1 <= start <= end <= len(paths):
-                raise DatasetError(
-                    f"{m_files[0]}: Test{video} has range {start}:{end}, outside its frames 1..{len(paths)}"
-                )
-            label[start - 1 : end] = 1
-        source.labels[video] = label
+        source.labels[video] = ranges_to_label(ranges, len(paths), m_files[0], f"Test{video}")
     return source
+
+
+def ranges_to_label(ranges: list[tuple[int, int]], n_frames: int, m_path: Path, video: str) -> np.ndarray:
+    """(n_frames,) uint8 0/1 labels from one video's 1-based inclusive ``gt_frame`` ranges."""
+    label = np.zeros(n_frames, dtype=np.uint8)
+    for start, end in ranges:
+        if not 1 <= start <= end <= n_frames:
+            raise DatasetError(f"{m_path}: {video} has range {start}:{end}, outside its frames 1..{n_frames}")
+        label[start - 1 : end] = 1
+    return label

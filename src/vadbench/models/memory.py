@@ -62,12 +62,7 @@ def raw_max_weights(memory: "MemoryModule", queries: torch.Tensor) -> torch.Tens
 
     A query survives hard shrinkage with threshold lambda exactly when this exceeds lambda.
     """
-    saved = memory.shrink_threshold
-    memory.shrink_threshold = 0.0
-    try:
-        return memory.address(queries).max(dim=1).values
-    finally:
-        memory.shrink_threshold = saved
+    return memory.softmax_weights(queries).max(dim=1).values
 
 
 class MemoryModule(nn.Module):
@@ -97,13 +92,18 @@ class MemoryModule(nn.Module):
         bound = 1.0 / math.sqrt(dim)
         self.items = nn.Parameter(torch.empty(num_items, dim).uniform_(-bound, bound))
 
-    def address(self, queries: torch.Tensor) -> torch.Tensor:
-        """Addressing weights of (Q, C) queries over the items: (Q, N), rows sum to 1."""
+    def softmax_weights(self, queries: torch.Tensor) -> torch.Tensor:
+        """Addressing weights of (Q, C) queries before shrinkage: (Q, N), rows sum to 1."""
         if self.addressing == "cosine":
             logits = F.normalize(queries, dim=1) @ F.normalize(self.items, dim=1).t()
         else:
             logits = queries @ self.items.t()
-        weights = F.softmax(logits, dim=1)
+        return F.softmax(logits, dim=1)
+
+    def address(self, queries: torch.Tensor) -> torch.Tensor:
+        """Addressing weights of (Q, C) queries over the items after hard shrinkage: (Q, N), rows
+        sum to 1 (or 0 where every weight was shrunk)."""
+        weights = self.softmax_weights(queries)
         if self.shrink_threshold > 0:
             weights = hard_shrink_relu(weights, self.shrink_threshold)
         return weights
