@@ -61,6 +61,12 @@ summary:
 """
 
 
+# one seed, more clips per epoch and more epochs than the tiny preset: time to interrupt training
+SLOW_CONFIG = TINY_CONFIG.replace("seeds: [0, 1]", "seeds: [0]").replace("train_stride: 4", "train_stride: 1").replace(
+    "epochs: 2", "epochs: 6")
+SLOW_TARGET = "results/toy_memae_auc.json"
+
+
 def copy_workflow(dest: Path) -> Path:
     """Copy what a clone holds for running the workflow (not results) into ``dest``."""
     dest.mkdir(parents=True, exist_ok=True)
@@ -96,3 +102,18 @@ def workflow_copy(tmp_path: Path) -> Path:
     copy_workflow(tmp_path)
     (tmp_path / "tiny.yaml").write_text(TINY_CONFIG)
     return tmp_path
+
+
+def slow_workdir(root: Path) -> Path:
+    """A copy of the workflow with the slow overlay as ``tiny.yaml``."""
+    copy_workflow(root)
+    (root / "tiny.yaml").write_text(SLOW_CONFIG)
+    return root
+
+
+@pytest.fixture(scope="session")
+def slow_reference(tmp_path_factory) -> Path:
+    """The slow overlay's target run once, never interrupted: what every interrupted run must match."""
+    root = slow_workdir(tmp_path_factory.mktemp("uninterrupted"))
+    run_snakemake(root, SLOW_TARGET)
+    return root

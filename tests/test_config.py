@@ -1,13 +1,14 @@
 """Config validation: a wrong value stops the workflow with a message naming the key."""
 
 import copy
+import re
 from pathlib import Path
 
 import pytest
 import yaml
 
 from conftest import REPO, run_snakemake
-from vadbench.config import protocol_of, run_config, validate_config
+from vadbench.config import normalise_seeds, protocol_of, run_config, validate_config
 from vadbench.errors import ConfigError
 
 SCHEMA = REPO / "workflow/schemas/config.schema.yaml"
@@ -39,12 +40,49 @@ def test_shipped_config_is_valid(config):
         (lambda c: c["presets"]["mnad_pred_cpu"].update(frame_size=[60, 64]), "presets.mnad_pred_cpu"),
         (lambda c: c["variants"]["mnad_pred"]["protocol"].update(name="mnadx"), "variants.mnad_pred.protocol"),
         (lambda c: c["variants"]["mnad_pred"]["protocol"].update(alpha=1.5), "variants.mnad_pred.protocol.alpha"),
+        (lambda c: c["mlflow"].update(experiment="vadbench-{dataset}-{variant}"), "mlflow.experiment"),
+        (lambda c: c["mlflow"].update(experiment="{dataset}-{dataset.__class__}"), "mlflow.experiment"),
+        (lambda c: c["presets"].update({"toy') or (1=1": c["presets"]["toy"]}), "presets"),
+        (lambda c: c["presets"]["toy"].update(frame_size=[8192, 8192]), "presets.toy.frame_size.0"),
+        (lambda c: c["presets"]["toy"].update(batch_size=10**6), "presets.toy.batch_size"),
+        (lambda c: c["datasets"]["toy"]["synthetic"].update(frames_per_video=10**7), "datasets.toy.synthetic.frames_per_video"),
+        (lambda c: c.update(seeds=list(range(1000))), "seeds"),
+        (lambda c: c["datasets"]["ped2"].pop("sha256"), "datasets.ped2.sha256"),
+        (lambda c: c.update(archives={"max_ratio": 0.5}), "archives.max_ratio"),
     ],
 )
 def test_invalid_value_names_the_key(config, edit, key):
     edit(config)
     with pytest.raises(ConfigError, match=f"config key {key}"):
         validate_config(config, SCHEMA)
+
+
+def test_unknown_experiment_field_is_named(config):
+    config["mlflow"]["experiment"] = "vadbench-{dataset}-{variant}"
+    with pytest.raises(ConfigError, match=re.escape("'vadbench-{dataset}-{variant}' uses {variant}, but only {dataset} is replaced")):
+        validate_config(config, SCHEMA)
+
+
+@pytest.mark.parametrize("given", ["[0,1,2,3,4]", ["0", "1", "2", "3", "4"], "0,1,2,3,4", " [0, 1, 2, 3, 4] "])
+def test_seeds_from_the_command_line_are_normalised(config, given):
+    config["seeds"] = given
+    validate_config(config, SCHEMA)
+    assert config["seeds"] == [0, 1, 2, 3, 4]
+    assert normalise_seeds(7) == [7]
+
+
+def test_archive_caps_from_the_command_line_are_numbers(config):
+    config["archives"] = {"max_ratio": "200", "max_members": "5000000", "max_total_bytes": "1e12"}  # --config form
+    validate_config(config, SCHEMA)
+    assert config["archives"] == {"max_ratio": 200, "max_members": 5_000_000, "max_total_bytes": 1e12}
+
+
+def test_command_line_seed_list_plans_one_model_per_seed(workflow_copy: Path):
+    proc = run_snakemake(workflow_copy, "-n", "--config", "seeds=[0,1,2,3,4]")
+    plan = proc.stdout + proc.stderr
+    assert re.search(r"^train\s+10$", plan, re.M), plan  # 5 seeds x summary variants ae, memae
+    for seed in range(5):
+        assert f"results/toy/memae/seed{seed}/model.pt" in plan
 
 
 def test_a_variant_added_through_config_alone_resolves(config):

@@ -68,6 +68,13 @@ def test_every_label_layout_gives_the_same_labels(label_files, tmp_path, name):
         np.testing.assert_array_equal(labels[v], expected)
 
 
+def test_ucsd_stepped_range_labels_every_step_th_frame_like_matlab(tmp_path):
+    (tmp_path / "UCSDped2.m").write_text("TestDataset{end+1}.gt_frame = [1:2:30];\nTestDataset{end+1}.gt_frame = [3];\n")
+    labels = read_labels(tmp_path / "UCSDped2.m", {"01": 30, "02": 24})
+    assert np.flatnonzero(labels["001"]).tolist() == list(range(0, 30, 2))  # frames 1, 3, ..., 29 (1-based)
+    assert np.flatnonzero(labels["002"]).tolist() == [2]
+
+
 def test_ucsd_names_match_liu_names_by_number(label_files):
     labels = read_labels(label_files / "UCSDped2.m", {"Test001": 30, "Test002": 24})
     assert sorted(labels) == ["001", "002"]
@@ -104,7 +111,7 @@ def test_cli_prints_json_and_drops_edges_like_memae(label_files, tmp_path, capsy
 def test_cli_errors_name_the_file(label_files, tmp_path, capsys):
     np.savez(tmp_path / "short.npz", **{"01": np.zeros(30), "02": np.zeros(20)})
     assert main(["evaluate", "--scores", str(tmp_path / "short.npz"), "--labels", str(label_files / "test_frame_mask")]) == 2
-    assert "video 02: 20 scores but 24 labels" in capsys.readouterr().err
+    assert "short.npz: video 02 has 20 scores but" in capsys.readouterr().err
     np.savez(tmp_path / "three.npz", **{"01": np.zeros(30), "02": np.zeros(24), "03": np.zeros(5)})
     assert main(["evaluate", "--scores", str(tmp_path / "three.npz"), "--labels", str(label_files / "UCSDped2.m")]) == 2
     assert "UCSDped2.m: 2 gt_frame lines but the scores hold 3 videos" in capsys.readouterr().err

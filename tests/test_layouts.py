@@ -55,7 +55,13 @@ def test_ucsd_gt_parser_reads_matlab_ranges(tmp_path):
     path = tmp_path / "UCSDped2.m"
     path.write_text("TestVideoFile{end+1}.gt_frame = [61:180];\nTestVideoFile{end+1}.gt_frame = [5 9:12];\n"
                     "% TestVideoFile{end+1}.gt_frame = [1:2];\n")
-    assert parse_gt_m(path) == [[(61, 180)], [(5, 5), (9, 12)]]
+    assert parse_gt_m(path) == [[range(61, 181)], [range(5, 6), range(9, 13)]]
+
+
+def test_ucsd_stepped_range_lists_every_step_th_frame_like_matlab(tmp_path):
+    write_ucsd(tmp_path / "tree", UCSD_M.replace("[1:2, 5:6]", "[1:2:5]"))
+    convert_source(tmp_path / "tree", "ucsd", tmp_path / "frames", {"scene": "UCSDped2"})
+    np.testing.assert_array_equal(np.load(tmp_path / "frames/labels.npz")["002"], [1, 0, 1, 0, 1, 0])
 
 
 def test_ucsd_range_outside_the_video_is_named(tmp_path):

@@ -132,7 +132,7 @@ def test_both_variants_through_the_real_dag(tmp_path):
     assert recon["protocol"]["alpha"] == 0.7 and recon["protocol"]["reset_memory_per_video"] is False
     assert 0 <= pred["micro_auc"] <= 1 and pred["micro_auc"] == pred["micro_auc_raw"]
     assert (root / "results/toy/mnad_pred/seed0/plots/memory_usage.png").exists()
-    state = torch.load(root / "results/toy/mnad_pred/seed0/model.pt", weights_only=False)
+    state = torch.load(root / "results/toy/mnad_pred/seed0/model.pt", weights_only=True)
     assert state["state_dict"]["memory"].shape == (10, 16) and state["config"]["model_params"]["t_length"] == 5
     with np.load(root / "results/toy/mnad_pred/seed0/scores.npz") as scores:
         assert scores["memory_usage"].sum() == 3 * (48 - 4) * 4 * 4  # every query of every scored frame

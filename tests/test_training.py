@@ -31,7 +31,7 @@ def prepared(tmp_path_factory):
 
 
 def weights(path: Path) -> dict[str, torch.Tensor]:
-    return torch.load(path, weights_only=False)["state_dict"]
+    return torch.load(path, weights_only=True)["state_dict"]
 
 
 def test_same_seed_gives_identical_weights(prepared, tmp_path):
@@ -107,12 +107,12 @@ def test_sigterm_saves_mid_epoch_and_resumes_to_the_same_weights(prepared, tmp_p
     with pytest.raises(Preempted) as stopped:
         train_model(*args, tmp_path / "resumed.pt", tmp_path / "resumed.ckpt", tracker=TermAfterFirstEpoch())
     assert stopped.value.code == 143 and not (tmp_path / "resumed.pt").exists()
-    state = torch.load(tmp_path / "resumed.ckpt", weights_only=False)
+    state = torch.load(tmp_path / "resumed.ckpt", weights_only=True)
     assert state["epoch"] == 0 and state["partial"]["epoch"] == 1 and state["partial"]["next_batch"] == 1
     tracker = StopAfter(None)
     train_model(*args, tmp_path / "resumed.pt", tmp_path / "resumed.ckpt", tracker=tracker)
     assert tracker.steps == [1, 2]
-    full, resumed = torch.load(tmp_path / "full.pt", weights_only=False), torch.load(tmp_path / "resumed.pt", weights_only=False)
+    full, resumed = torch.load(tmp_path / "full.pt", weights_only=True), torch.load(tmp_path / "resumed.pt", weights_only=True)
     assert all(torch.equal(full["state_dict"][k], resumed["state_dict"][k]) for k in full["state_dict"])
     assert [h["loss"] for h in full["history"]] == [h["loss"] for h in resumed["history"]]
 
@@ -134,22 +134,30 @@ def test_more_epochs_extend_a_finished_run_to_the_weights_of_a_fresh_one(prepare
 def test_resume_modes():
     from vadbench.training import resume_mode
 
+    data = {"digest": "d" * 64, "arrays_manifest": "a" * 64, "index": "i" * 64, "sources": None}
     run = {"seed": 0, "preset": {"epochs": 10, "lr": 1e-4}}
-    saved = {"config": {"seed": 0, "preset": {"epochs": 5, "lr": 1e-4}}, "epoch": 4}
-    assert resume_mode({"config": run, "epoch": 3}, run) == "same"
-    assert resume_mode(saved, run) == "extend"
-    assert resume_mode({**saved, "config": {"seed": 0, "preset": {"epochs": 5, "lr": 2e-4}}}, run) is None
-    assert resume_mode({**saved, "epoch": 10}, run) is None  # trained beyond the new schedule
+    saved = {"config": {"seed": 0, "preset": {"epochs": 5, "lr": 1e-4}}, "epoch": 4, "fingerprint": data}
+    assert resume_mode({"config": run, "epoch": 3, "fingerprint": data}, run, data) == ("same", "")
+    assert resume_mode(saved, run, data)[0] == "extend"
+    mode, why = resume_mode({**saved, "config": {"seed": 0, "preset": {"epochs": 5, "lr": 2e-4}}}, run, data)
+    assert mode is None and "preset.lr 0.0002 -> 0.0001" in why
+    assert resume_mode({**saved, "epoch": 10}, run, data)[0] is None  # trained beyond the new schedule
     cosine = {"seed": 0, "preset": {"epochs": 10, "lr": 1e-4, "lr_schedule": "cosine"}}
-    assert resume_mode({**saved, "config": {"seed": 0, "preset": {**cosine["preset"], "epochs": 5}}}, cosine) is None
-    assert resume_mode(None, run) is None
+    assert resume_mode({**saved, "config": {"seed": 0, "preset": {**cosine["preset"], "epochs": 5}}}, cosine, data)[0] is None
+    assert resume_mode(None, run, data)[0] is None
+    other = {**data, "digest": "e" * 64, "index": "j" * 64}
+    mode, why = resume_mode({"config": run, "epoch": 3, "fingerprint": other}, run, data)
+    assert mode is None and "other data" in why and "clip index jjjjjjjjjjjj -> iiiiiiiiiiii" in why
+    mode, why = resume_mode({"config": run, "epoch": 3}, run, data)
+    assert mode is None and "no data fingerprint" in why
 
 
 def test_saved_model_holds_weights_and_resolved_config(prepared, tmp_path):
     root, run = prepared
     train_model(run, root / "arrays", root / "clips.npz", tmp_path / "m.pt", tmp_path / "m.ckpt", meta={"mlflow_run_id": "x"})
-    state = torch.load(tmp_path / "m.pt", weights_only=False)
+    state = torch.load(tmp_path / "m.pt", weights_only=True)
     assert state["config"] == run and state["meta"] == {"mlflow_run_id": "x"}
-    assert state["versions"]["torch"] == torch.__version__
+    assert state["versions"]["torch"] == torch.__version__ and type(state["versions"]["torch"]) is str
+    assert len(state["fingerprint"]["digest"]) == 64
     model, loaded_run = load_trained(tmp_path / "m.pt", torch.device("cpu"))
     assert loaded_run == run and not model.training

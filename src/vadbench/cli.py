@@ -2,7 +2,8 @@
 
 ``vadbench summary RESULT.json ...`` prints aggregated AUCs and how to browse the runs;
 ``vadbench evaluate --scores S [--labels L] [protocol options]`` computes the pipeline's metrics
-for a score file made by any code.
+for a score file made by any code; ``vadbench runs [--clean]`` lists the MLflow runs left RUNNING
+and marks those whose job is gone as KILLED.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import json
 import sys
 
 from vadbench.fileio import read_json
-from vadbench.tracking import resolve_tracking_uri
+from vadbench.tracking import redact_uri, resolve_tracking_uri
 
 
 def _pct(stat: dict) -> str:
@@ -32,8 +33,33 @@ def summary(paths: list[str], tracking_uri: str) -> str:
             f"edges {r['protocol']['edges']}, {r['protocol']['normalisation']})  [{path}]"
         )
     lines.append("")
-    lines.append("Browse every run (params, per-epoch losses, AUCs) with:")
-    lines.append(f"  .venv/bin/mlflow ui --backend-store-uri {tracking_uri} --port 5000   # then open http://127.0.0.1:5000")
+    shown = redact_uri(tracking_uri)
+    if tracking_uri.startswith(("http://", "https://")):
+        lines.append(f"Browse every run (params, per-epoch losses, AUCs) at {shown}")
+    else:
+        lines.append("Browse every run (params, per-epoch losses, AUCs) with:")
+        lines.append(f"  .venv/bin/mlflow ui --backend-store-uri {shown} --port 5000"
+                     "   # then open http://127.0.0.1:5000")
+    return "\n".join(lines)
+
+
+def runs_command(args: argparse.Namespace) -> str:
+    from vadbench.tracking import clean_runs, sqlite_path
+
+    uri = resolve_tracking_uri(args.tracking_uri)
+    path = sqlite_path(uri)
+    if path is not None and not path.exists():
+        return f"no MLflow store at {path}"
+    dry = args.dry_run or not args.clean
+    records = clean_runs(uri, stale_after_h=args.stale_after, dry_run=dry)
+    lines = []
+    for r in records:
+        verdict = ("would mark KILLED" if dry else "marked KILLED") if r["orphan"] else "left RUNNING"
+        lines.append(f"{verdict}: run {r['run_id']} ({r['experiment']} / {r['name']}): {r['reason']}")
+    orphans = sum(r["orphan"] for r in records)
+    lines.append(f"{len(records)} RUNNING runs in {redact_uri(uri)}, {orphans} with their job gone"
+                 + ("" if dry or not orphans else ", marked KILLED")
+                 + (" (run with --clean to mark them KILLED)" if not args.clean and orphans else ""))
     return "\n".join(lines)
 
 
@@ -58,6 +84,29 @@ def evaluate_table(result: dict) -> str:
     return "\n".join(lines)
 
 
+#: ``--bootstrap`` above this is refused (100k resamples of a large dataset already take minutes).
+MAX_BOOTSTRAP = 100_000
+
+
+def check_evaluate_args(args: argparse.Namespace) -> None:
+    """Refuse out-of-range ``vadbench evaluate`` options with a ConfigError naming the option."""
+    import math
+
+    from vadbench.errors import ConfigError
+    from vadbench.protocol import MAX_SMOOTHING_SIGMA
+    from vadbench.scorefiles import MAX_FRAMES_PER_VIDEO
+
+    for option, value in (("--drop-first", args.drop_first), ("--drop-last", args.drop_last)):
+        if not 0 <= value <= MAX_FRAMES_PER_VIDEO:
+            raise ConfigError(f"{option} {value}: must be a number of frames in 0..{MAX_FRAMES_PER_VIDEO}")
+    if not 0 <= args.bootstrap <= MAX_BOOTSTRAP:
+        raise ConfigError(f"--bootstrap {args.bootstrap}: must be in 0..{MAX_BOOTSTRAP} resamples (0: no interval)")
+    sigma = args.smoothing_sigma
+    if sigma is not None and not (math.isfinite(sigma) and 0 <= sigma <= MAX_SMOOTHING_SIGMA):
+        raise ConfigError(f"--smoothing-sigma {sigma}: must be a finite number of frames in "
+                          f"0..{MAX_SMOOTHING_SIGMA} (0: off)")
+
+
 def evaluate_command(args: argparse.Namespace) -> dict:
     import numpy as np
 
@@ -65,6 +114,7 @@ def evaluate_command(args: argparse.Namespace) -> dict:
     from vadbench.protocol import Protocol
     from vadbench.scorefiles import load_pair
 
+    check_evaluate_args(args)
     scores, labels, recorded = load_pair(args.scores, args.labels)
     if args.drop_first or args.drop_last:
         for v in scores:
@@ -88,6 +138,21 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--tracking-uri", default="sqlite:///results/mlflow.db",
                    help="store to point mlflow ui at (MLFLOW_TRACKING_URI overrides)")
     p.set_defaults(run=lambda a: print(summary(a.results, resolve_tracking_uri(a.tracking_uri))))
+
+    r = sub.add_parser(
+        "runs",
+        help="list MLflow runs left RUNNING; --clean marks those whose job is gone as KILLED",
+        description="A job killed without warning (SIGKILL, a lost node) leaves its MLflow run RUNNING. A run of "
+                    "this host is orphaned when its job's pid is gone (or now belongs to another process); a run "
+                    "of another host when its heartbeat tag is older than --stale-after hours.",
+    )
+    r.add_argument("--clean", action="store_true", help="mark the orphaned runs KILLED")
+    r.add_argument("--dry-run", action="store_true", help="with --clean: only say what would be marked")
+    r.add_argument("--tracking-uri", default="sqlite:///results/mlflow.db",
+                   help="store (MLFLOW_TRACKING_URI overrides)")
+    r.add_argument("--stale-after", type=float, default=24.0, metavar="HOURS",
+                   help="heartbeat age after which a run of another host counts as orphaned (default 24)")
+    r.set_defaults(run=lambda a: print(runs_command(a)))
 
     e = sub.add_parser(
         "evaluate",

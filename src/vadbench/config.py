@@ -1,14 +1,18 @@
 """Validate the workflow config and resolve what one (dataset, variant, seed) run needs.
 
 The config is checked against ``workflow/schemas/config.schema.yaml`` (JSON Schema) and then
-for consistency across sections (a preset that exists, a known model and layout). Every
-error names the offending key. Nothing here reads files other than the schema or the
-environment: the resolved dicts are handed to the package's functions.
+for consistency across sections (a preset that exists, a known model and layout, a pinned
+digest for every download, an experiment pattern with no field but ``{dataset}``). Every
+error names the offending key. Values that ``snakemake --config`` hands over as strings
+(``seeds``, the ``archives`` caps) are normalised first. Nothing here reads files other than
+the schema or the environment: the resolved dicts are handed to the package's functions.
 """
 
 from __future__ import annotations
 
 import copy
+import re
+import string
 from pathlib import Path
 from typing import Any
 
@@ -23,8 +27,88 @@ def _key(path) -> str:
     return ".".join(str(p) for p in path) or "<top level>"
 
 
+def normalise_seeds(value: Any) -> Any:
+    """``seeds`` as a list of ints, whatever form the command line gave it.
+
+    ``snakemake --config seeds=[0,1,2]`` hands over a list of strings (it parses values with
+    YAML's BaseLoader), ``seeds=3`` an int and ``seeds=0,1,2`` a string. Anything that is not
+    a seed list is returned as it is, for the schema to name.
+    """
+    items = r"[0-9]+(\s*,\s*[0-9]+)*"
+    if isinstance(value, int) and not isinstance(value, bool):
+        return [value]
+    if isinstance(value, str) and re.fullmatch(rf"\[\s*{items}\s*\]|{items}", value.strip()):
+        return [int(s) for s in re.findall(r"[0-9]+", value)]
+    if isinstance(value, (list, tuple)):
+        return [int(s) if isinstance(s, str) and re.fullmatch(r"\s*[0-9]+\s*", s) else s for s in value]
+    return value
+
+
+def _number(value: Any) -> Any:
+    """``"200"`` -> 200, ``"1e11"`` -> 100000000000 (``--config archives={max_ratio: 200}`` gives strings)."""
+    if isinstance(value, str):
+        try:
+            return int(value)
+        except ValueError:
+            pass
+        try:
+            number = float(value)
+        except ValueError:
+            return value
+        return int(number) if number.is_integer() else number
+    return value
+
+
+def _check_pinned(config: dict[str, Any]) -> None:
+    """Every URL source pins its SHA-256 (the schema requires it too; this says how to get one)."""
+    datasets = config.get("datasets")
+    if not isinstance(datasets, dict):
+        return
+    for name, dataset in datasets.items():
+        if not isinstance(dataset, dict):
+            continue
+        entries = [("sha256", dataset)]
+        extra = dataset.get("extra_sources")
+        if isinstance(extra, list):
+            entries += [(f"extra_sources.{i}.sha256", e) for i, e in enumerate(extra) if isinstance(e, dict)]
+        for key, entry in entries:
+            source = entry.get("source")
+            if isinstance(source, str) and re.match(r"^https?://", source) and not entry.get("sha256"):
+                raise ConfigError(
+                    f"config key datasets.{name}.{key}: {source} is downloaded, so its SHA-256 must be pinned "
+                    "(a tampered or substituted file would otherwise be used unnoticed). Download the file once, "
+                    f"print its digest with `sha256sum FILE` (macOS: `shasum -a 256 FILE`) and set "
+                    f"datasets.{name}.{key}: <64 hex digits>."
+                )
+
+
+def _check_experiment(pattern: str) -> None:
+    """The experiment pattern names no field but ``{dataset}`` (a job would fail on it later)."""
+    try:
+        fields = [f for _, f, _, _ in string.Formatter().parse(pattern) if f is not None]
+    except ValueError as err:
+        raise ConfigError(f"config key mlflow.experiment: {pattern!r} is not a valid pattern ({err}); "
+                          "write braces other than {dataset} doubled, {{ and }}") from None
+    for field in fields:
+        if field != "dataset":
+            raise ConfigError(
+                f"config key mlflow.experiment: {pattern!r} uses {{{field}}}, but only {{dataset}} is replaced "
+                "(one experiment per dataset). Remove the field, or double the braces for literal ones."
+            )
+
+
 def validate_config(config: dict[str, Any], schema_path: str | Path) -> None:
-    """Raise :class:`ConfigError` naming the first invalid key of ``config``."""
+    """Raise :class:`ConfigError` naming the first invalid key of ``config``.
+
+    ``seeds`` and the ``archives`` caps given on the command line are normalised in place first
+    (:func:`normalise_seeds`; Snakemake hands nested ``--config`` values over as strings), so
+    that ``--config seeds=[0,1,2,3,4]`` works as the README shows.
+    """
+    if "seeds" in config:
+        config["seeds"] = normalise_seeds(config["seeds"])
+    if isinstance(config.get("archives"), dict):
+        config["archives"] = {k: _number(v) for k, v in config["archives"].items()}
+    _check_pinned(config)
     schema = yaml.safe_load(Path(schema_path).read_text())
     validator = jsonschema.Draft202012Validator(schema)
     errors = sorted(validator.iter_errors(config), key=lambda e: (len(e.absolute_path), list(map(str, e.absolute_path))))
@@ -34,6 +118,7 @@ def validate_config(config: dict[str, Any], schema_path: str | Path) -> None:
     from vadbench.datasets import LAYOUTS
     from vadbench.models import MODELS
 
+    _check_experiment(config["mlflow"]["experiment"])
     for name, dataset in config["datasets"].items():
         preset = dataset.get("preset", config["preset"])
         if preset not in config["presets"]:

@@ -6,19 +6,27 @@ one GPU for its lifetime with an exclusive, non-blocking ``flock`` on ``<lock_di
 (released by the kernel when the process ends, even on SIGKILL). A scheduler that already
 restricts the job to its own GPUs (SLURM sets ``CUDA_VISIBLE_DEVICES``) leaves one visible GPU,
 and the lock is trivially free.
+
+The lock folder is private to the user: a folder anyone can write to (a shared temp dir) would
+let another user plant ``gpu0.lock -> ~/victim`` and have the next job overwrite the victim. So
+the folder must be a real directory (not a symlink) owned by the user and writable by nobody
+else, and lock files are opened with ``O_NOFOLLOW`` and never truncated before the lock is held.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import os
+import stat
 import tempfile
 from pathlib import Path
 from typing import Iterator
 
 import torch
 
+from vadbench.errors import VadbenchError
 from vadbench.logs import get_logger
 
 log = get_logger("devices")
@@ -26,8 +34,71 @@ log = get_logger("devices")
 LOCK_DIR_ENV = "VADBENCH_GPU_LOCK_DIR"
 
 
+class LockDirError(VadbenchError):
+    """The GPU lock folder or a lock file in it is not safe to use."""
+
+
+def _owned_private_dir(path: Path) -> bool:
+    try:
+        st = path.lstat()
+    except OSError:
+        return False
+    return stat.S_ISDIR(st.st_mode) and st.st_uid == os.getuid() and not st.st_mode & 0o077
+
+
 def default_lock_dir() -> Path:
-    return Path(os.environ.get(LOCK_DIR_ENV) or Path(tempfile.gettempdir()) / f"vadbench-gpu-locks-{os.getuid()}")
+    """``$VADBENCH_GPU_LOCK_DIR``; else a folder in ``$XDG_RUNTIME_DIR`` when that is the user's
+    own private folder; else ``<temp dir>/vadbench-gpu-locks-<uid>``."""
+    if os.environ.get(LOCK_DIR_ENV):
+        return Path(os.environ[LOCK_DIR_ENV])
+    runtime = os.environ.get("XDG_RUNTIME_DIR")
+    if runtime and _owned_private_dir(Path(runtime)):
+        return Path(runtime) / "vadbench-gpu-locks"
+    return Path(tempfile.gettempdir()) / f"vadbench-gpu-locks-{os.getuid()}"
+
+
+def private_lock_dir(folder: str | Path) -> Path:
+    """Create ``folder`` (mode 0700) if missing and check it is safe to keep lock files in.
+
+    Raises:
+        LockDirError: the folder is a symlink or not a directory, belongs to another user, or
+            can be written by group or others.
+    """
+    folder = Path(folder)
+    fix = f"remove it if it is yours, or set {LOCK_DIR_ENV} to a folder only you can write to"
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        folder.mkdir(mode=0o700)
+    except FileExistsError:
+        pass
+    st = folder.lstat()
+    if stat.S_ISLNK(st.st_mode) or not stat.S_ISDIR(st.st_mode):
+        raise LockDirError(f"GPU lock folder {folder} is a symlink or not a directory; {fix}")
+    if st.st_uid != os.getuid():
+        raise LockDirError(f"GPU lock folder {folder} belongs to uid {st.st_uid}, not to you (uid {os.getuid()}); "
+                           f"{fix}")
+    if st.st_mode & 0o022:
+        mode = stat.S_IMODE(st.st_mode)
+        raise LockDirError(f"GPU lock folder {folder} is writable by group or others (mode {mode:o}); "
+                           f"run chmod 700 {folder}, or set {LOCK_DIR_ENV} to a folder only you can write to")
+    return folder
+
+
+def _open_lock(path: Path) -> int:
+    """Open (create, mode 0600) a lock file without following a symlink and without truncating it."""
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    except OSError as err:
+        if err.errno == errno.ELOOP:
+            raise LockDirError(f"GPU lock file {path} is a symlink; remove it, or set {LOCK_DIR_ENV} to a folder "
+                               "only you can write to") from err
+        raise
+    st = os.fstat(fd)
+    if not stat.S_ISREG(st.st_mode) or st.st_uid != os.getuid():
+        os.close(fd)
+        raise LockDirError(f"GPU lock file {path} is not a regular file of yours; remove it, or set {LOCK_DIR_ENV} "
+                           "to a folder only you can write to")
+    return fd
 
 
 @contextlib.contextmanager
@@ -36,8 +107,8 @@ def claim_gpu(count: int, lock_dir: str | Path | None = None) -> Iterator[int | 
 
     Args:
         count: GPUs visible to this process (``torch.cuda.device_count()``).
-        lock_dir: where the per-GPU lock files live (default: a per-user folder in the temp dir,
-            or ``$VADBENCH_GPU_LOCK_DIR``).
+        lock_dir: where the per-GPU lock files live (default: :func:`default_lock_dir`); it must be
+            the user's own folder, writable by nobody else (checked, see :func:`private_lock_dir`).
 
     With more jobs than GPUs (Snakemake run without ``--resources gpu=N``), the job that finds
     every GPU taken shares the one chosen by its process id, and says so in its log.
@@ -45,24 +116,21 @@ def claim_gpu(count: int, lock_dir: str | Path | None = None) -> Iterator[int | 
     if count <= 0:
         yield None
         return
-    folder = Path(lock_dir) if lock_dir is not None else default_lock_dir()
-    folder.mkdir(parents=True, exist_ok=True)
+    folder = private_lock_dir(lock_dir if lock_dir is not None else default_lock_dir())
     for index in range(count):
-        handle = open(folder / f"gpu{index}.lock", "a+")
+        fd = _open_lock(folder / f"gpu{index}.lock")
         try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            handle.close()
+            os.close(fd)
             continue
         try:
-            handle.seek(0)
-            handle.truncate()
-            handle.write(f"{os.getpid()}\n")
-            handle.flush()
+            os.ftruncate(fd, 0)  # only now that the lock is ours
+            os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
             yield index
         finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
-            handle.close()
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            os.close(fd)
         return
     shared = os.getpid() % count
     log.warning("all %d GPUs are claimed by other jobs; sharing cuda:%d (run snakemake with --resources gpu=%d)",

@@ -8,9 +8,12 @@ vadbench writes goes to a temporary sibling first and is renamed into place on s
 from __future__ import annotations
 
 import contextlib
+import glob
 import json
 import os
+import re
 import shutil
+import socket
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -23,15 +26,40 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    host = socket.gethostname()
+    remove_orphaned_temporaries(path)
+    tmp = path.with_name(f".{path.name}.tmp-{host}-{os.getpid()}")
     _remove(tmp)
     try:
         yield tmp
-        if path.is_dir() and tmp.is_dir():
-            shutil.rmtree(path)
-        os.replace(tmp, path)
+        if path.is_dir() and not path.is_symlink() and tmp.is_dir():
+            # two renames, then delete: the folder is missing for an instant, not for an rmtree
+            old = path.with_name(f".{path.name}.tmp-{host}-{os.getpid()}-old")
+            os.replace(path, old)
+            os.replace(tmp, path)
+            _remove(old)
+        else:
+            os.replace(tmp, path)
     finally:
         _remove(tmp)
+
+
+def remove_orphaned_temporaries(path: str | Path) -> None:
+    """Remove the temporaries ``.<name>.tmp-<host>-<pid>...`` of ``path`` left by processes of this
+    host that no longer exist (a job killed with SIGKILL cannot clean up); those of live
+    processes and of other hosts (a shared filesystem) stay."""
+    path = Path(path)
+    prefix = f".{path.name}.tmp-{socket.gethostname()}-"
+    for tmp in path.parent.glob(f"{glob.escape(prefix)}*"):
+        pid = re.match(r"\d+", tmp.name[len(prefix):])
+        if pid is None or int(pid.group()) == os.getpid():
+            continue
+        try:
+            os.kill(int(pid.group()), 0)
+        except ProcessLookupError:
+            _remove(tmp)
+        except PermissionError:
+            pass
 
 
 def _remove(path: Path) -> None:

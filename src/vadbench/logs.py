@@ -1,18 +1,26 @@
 """Send a job's output to its Snakemake log file.
 
 Snakemake does not capture what a ``script:`` prints, so each workflow script wraps its work
-in :func:`redirect_to`: stdout, stderr, warnings and the ``vadbench`` logger all go to the log,
-and an error is written there with its traceback before it propagates to fail the job.
+in :func:`redirect_to`: stdout, stderr, warnings and the ``vadbench`` logger all go to the log.
+A :class:`~vadbench.errors.VadbenchError` (bad input, which the message explains) becomes the
+single line ``error: <message>`` in the log and on the job's real stderr, and the job exits
+with status 2; any other exception is a bug and is written with its traceback, then propagates.
+A job also ends cleanly when it is stopped from outside (:mod:`vadbench.lifetime`): SIGTERM
+becomes an exception, and a job whose Snakemake process is gone stops itself.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
+import signal
 import sys
+import threading
 import traceback
 from pathlib import Path
 from typing import Iterator
+
+from vadbench.errors import VadbenchError
 
 LOGGER_NAME = "vadbench"
 
@@ -21,9 +29,32 @@ def get_logger(name: str = "") -> logging.Logger:
     return logging.getLogger(f"{LOGGER_NAME}.{name}" if name else LOGGER_NAME)
 
 
+_watching = False
+
+
+def _stop_cleanly():
+    """SIGTERM -> :class:`~vadbench.lifetime.Terminated`, and stop when the parent dies; returns the
+    SIGTERM handler to restore (None off the main thread, where handlers cannot be set)."""
+    global _watching
+    from vadbench.lifetime import stop_when_orphaned, terminate_cleanly
+
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    previous = signal.getsignal(signal.SIGTERM)
+    terminate_cleanly()
+    if not _watching:
+        _watching = stop_when_orphaned() is not None
+    return previous
+
+
 @contextlib.contextmanager
 def redirect_to(log_path: str | Path) -> Iterator[None]:
-    """Redirect stdout, stderr and the vadbench logger to ``log_path`` for the block."""
+    """Redirect stdout, stderr and the vadbench logger to ``log_path`` for the block.
+
+    Raises:
+        SystemExit: status 2 after a :class:`~vadbench.errors.VadbenchError`, whose message is
+            the only line written for it (to the log and the real stderr).
+    """
     log_path = Path(log_path)
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with open(log_path, "w", buffering=1) as stream:
@@ -36,12 +67,24 @@ def redirect_to(log_path: str | Path) -> Iterator[None]:
         logging.getLogger("py.warnings").addHandler(handler)
         old_out, old_err = sys.stdout, sys.stderr
         sys.stdout = sys.stderr = stream
+        previous_sigterm = _stop_cleanly()
         try:
             yield
+        except VadbenchError as err:
+            for out in (stream, old_err):
+                print(f"error: {err}", file=out, flush=True)
+            raise SystemExit(2) from None
+        except (SystemExit, KeyboardInterrupt) as err:  # a signal (Terminated, Preempted) or Ctrl-C
+            print(f"stopped: {err or type(err).__name__}", file=stream, flush=True)
+            raise
         except BaseException:
-            traceback.print_exc(file=stream)
+            from vadbench.tracking import redact_uri  # an MLflow error quotes the URI, credentials too
+
+            stream.write(redact_uri(traceback.format_exc()))
             raise
         finally:
+            if previous_sigterm is not None:
+                signal.signal(signal.SIGTERM, previous_sigterm)
             sys.stdout, sys.stderr = old_out, old_err
             logger.removeHandler(handler)
             logging.getLogger("py.warnings").removeHandler(handler)

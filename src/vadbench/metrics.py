@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 from sklearn.metrics import average_precision_score, roc_auc_score, roc_curve
 
-from vadbench.errors import DatasetError
+from vadbench.errors import ConfigError, DatasetError
 from vadbench.protocol import Protocol
 
 BOOTSTRAP_SAMPLES = 1000
@@ -106,7 +106,15 @@ def apply_protocol(raw: dict[str, np.ndarray], labels: dict[str, np.ndarray],
     for v in sorted(raw):
         if len(raw[v]) != len(labels[v]):
             raise DatasetError(f"video {v}: {len(raw[v])} scores but {len(labels[v])} labels; they must be equal")
+        if np.isinf(raw[v]).any():
+            raise DatasetError(f"video {v}: infinite score at frame {int(np.flatnonzero(np.isinf(raw[v]))[0])}; "
+                               "scores must be finite, or NaN for a frame that was not scored")
         scores[v], scored[v] = protocol.apply(raw[v])
+        if not np.isfinite(scores[v][scored[v]]).all():
+            raise DatasetError(
+                f"video {v}: its scores span {np.nanmin(raw[v]):.3g}..{np.nanmax(raw[v]):.3g}, too wide for the "
+                "protocol's smoothing and normalisation in float64; rescale the scores (e.g. divide by their maximum)"
+            )
     return scores, scored
 
 
@@ -120,6 +128,15 @@ def evaluate(raw: dict[str, np.ndarray], labels: dict[str, np.ndarray], protocol
         protocol: edges, smoothing and normalisation applied before any metric.
         bootstrap_samples: resamplings for the micro-AUC interval (0 skips it).
     """
+    if not raw:
+        raise DatasetError("no videos to evaluate; the score file holds none")
+    if isinstance(bootstrap_samples, bool) or not isinstance(bootstrap_samples, (int, np.integer)) or bootstrap_samples < 0:
+        raise ConfigError(f"bootstrap_samples must be an integer >= 0 (0: no interval), got {bootstrap_samples!r}")
+    for v, l in labels.items():
+        l = np.asarray(l)
+        if l.ndim != 1 or l.dtype.kind not in "biuf" or not np.isin(l, (0, 1)).all():
+            raise DatasetError(f"video {v}: labels must be a 1-D array of 0 (normal) and 1 (anomalous), got "
+                               f"{l.dtype} {l.shape} holding {np.unique(l)[:5].tolist()}")
     labels = {v: np.asarray(l).astype(np.uint8) for v, l in labels.items()}
     scores, scored = apply_protocol(raw, labels, protocol)
     unnormalised, _ = apply_protocol(raw, labels, replace(protocol, normalisation="none"))

@@ -16,12 +16,16 @@ from vadbench.logs import get_logger
 log = get_logger("pipeline")
 
 
-def prepare_store(tracking_uri: str, experiments: list[str], artifact_root: str | Path, out_path: str | Path) -> None:
-    """Create the MLflow store and one experiment per dataset before any job logs to it."""
-    from vadbench.tracking import init_store
+def prepare_store(tracking_uri: str, experiment_pattern: str, datasets: list[str], artifact_root: str | Path,
+                  out_path: str | Path) -> dict[str, str]:
+    """Create the MLflow store and one experiment per dataset before any job logs to it; write
+    ``out_path`` with the store (credentials redacted) and experiment name -> id."""
+    from vadbench.tracking import experiment_name, init_store, redact_uri
 
-    ids = init_store(tracking_uri, experiments, artifact_root)
-    write_json(out_path, {"tracking_uri": tracking_uri, "experiments": ids})
+    ids = init_store(tracking_uri, [experiment_name(experiment_pattern, d) for d in datasets], artifact_root)
+    write_json(out_path, {"tracking_uri": redact_uri(tracking_uri), "experiments": ids})
+    log.info("MLflow store %s holds experiments %s", redact_uri(tracking_uri), ", ".join(ids))
+    return ids
 
 
 def train_run(
@@ -35,22 +39,23 @@ def train_run(
     experiment: str,
     threads: int = 1,
 ) -> None:
-    """Train one model and log it to MLflow; a rerun after a crash resumes the same MLflow run."""
-    from vadbench.tracking import RunLogger
+    """Train one model and log it to MLflow; a rerun after a crash resumes the same MLflow run.
+
+    The run ends ``FINISHED``, ``KILLED`` when the job is stopped (SIGTERM/SIGINT, training's
+    ``Preempted``) or ``FAILED`` on an error; the job that resumes it sets it ``RUNNING`` again.
+    """
+    from vadbench.tracking import RunLogger, redact_uri, tracked
     from vadbench.training import checkpoint_meta, train_model
 
-    prior = checkpoint_meta(checkpoint_path, run).get("mlflow_run_id")
-    tracker = RunLogger(tracking_uri, experiment, run_id=prior, run_name=f"{run['variant']}-seed{run['seed']}",
-                        tags={"dataset": run["dataset"], "variant": run["variant"], "seed": str(run["seed"]),
-                              "preset": run["preset_name"]})
-    try:
+    prior = checkpoint_meta(checkpoint_path, run, arrays_dir, index_path).get("mlflow_run_id")
+    with tracked(RunLogger, tracking_uri, experiment, run_id=prior, run_name=f"{run['variant']}-seed{run['seed']}",
+                 tags={"dataset": run["dataset"], "variant": run["variant"], "seed": str(run["seed"]),
+                       "preset": run["preset_name"]}) as tracker:
         train_model(run, arrays_dir, index_path, model_path, checkpoint_path, tracker=tracker, threads=threads,
                     meta={"mlflow_run_id": tracker.run_id})
-    except BaseException:
-        tracker.finish("FAILED")
-        raise
-    log_memory_items(model_path, tracker)
-    write_json(run_info_path, {"mlflow_run_id": tracker.run_id, "tracking_uri": tracking_uri, "experiment": experiment})
+        log_memory_items(model_path, tracker)
+        write_json(run_info_path, {"mlflow_run_id": tracker.run_id, "tracking_uri": redact_uri(tracking_uri),
+                                   "experiment": experiment})
 
 
 def log_memory_items(model_path: str | Path, tracker) -> None:
@@ -61,7 +66,7 @@ def log_memory_items(model_path: str | Path, tracker) -> None:
     import numpy as np
     import torch
 
-    state = torch.load(model_path, map_location="cpu", weights_only=False)["state_dict"]
+    state = torch.load(model_path, map_location="cpu", weights_only=True)["state_dict"]
     if "memory" not in state:
         return
     with tempfile.TemporaryDirectory() as tmp:
@@ -75,22 +80,22 @@ def evaluate_run(scores_path: str | Path, run_info_path: str | Path, out_path: s
     from vadbench.aggregate import SUMMARISED
     from vadbench.metrics import evaluate
     from vadbench.scoring import load_scores
-    from vadbench.tracking import RunLogger
+    from vadbench.tracking import RunLogger, tracked
 
     saved = load_scores(scores_path)
     result = evaluate(saved["raw"], saved["label"], saved["protocol"])
     info = read_json(run_info_path)
-    tracker = RunLogger(tracking_uri, info["experiment"], run_id=info["mlflow_run_id"])
-    result["mlflow_run_id"] = tracker.run_id
-    write_json(out_path, result)
-    metrics = {k: result[k] for k in SUMMARISED if result[k] is not None}
-    if result["micro_auc_ci95"] and result["micro_auc_ci95"]["low"] is not None:
-        metrics.update(micro_auc_ci95_low=result["micro_auc_ci95"]["low"], micro_auc_ci95_high=result["micro_auc_ci95"]["high"])
-    metrics["frames_scored"] = result["frames_scored"]
-    tracker.log_metrics(metrics)
-    tracker.set_tags({f"protocol.{k}": v for k, v in result["protocol"].items()})
-    tracker.log_artifact(out_path)
-    tracker.finish()
+    with tracked(RunLogger, tracking_uri, info["experiment"], run_id=info["mlflow_run_id"]) as tracker:
+        result["mlflow_run_id"] = tracker.run_id
+        write_json(out_path, result)
+        metrics = {k: result[k] for k in SUMMARISED if result[k] is not None}
+        if result["micro_auc_ci95"] and result["micro_auc_ci95"]["low"] is not None:
+            metrics.update(micro_auc_ci95_low=result["micro_auc_ci95"]["low"],
+                           micro_auc_ci95_high=result["micro_auc_ci95"]["high"])
+        metrics["frames_scored"] = result["frames_scored"]
+        tracker.log_metrics(metrics)
+        tracker.set_tags({f"protocol.{k}": v for k, v in result["protocol"].items()})
+        tracker.log_artifact(out_path)
     ci = result["micro_auc_ci95"] or {}
     interval = f"{ci['low']:.4f}-{ci['high']:.4f}" if ci.get("low") is not None else "n/a"
     macro = f"{result['macro_auc']:.4f}" if result["macro_auc"] is not None else "n/a"
@@ -105,16 +110,16 @@ def plots_run(scores_path: str | Path, auc_path: str | Path, run_info_path: str 
     from vadbench.fileio import atomic_path
     from vadbench.plots import plot_seed
     from vadbench.scoring import load_scores
-    from vadbench.tracking import RunLogger
+    from vadbench.tracking import RunLogger, tracked
 
     metrics = read_json(auc_path)
     with atomic_path(out_dir) as tmp:
         plot_seed(load_scores(scores_path), metrics, tmp, title)
     written = sorted(Path(out_dir).glob("*.png"))
-    tracker = RunLogger(tracking_uri, read_json(run_info_path)["experiment"], run_id=metrics["mlflow_run_id"])
-    for path in written:
-        tracker.log_artifact(path, "plots")
-    tracker.finish()
+    experiment = read_json(run_info_path)["experiment"]
+    with tracked(RunLogger, tracking_uri, experiment, run_id=metrics["mlflow_run_id"]) as tracker:
+        for path in written:
+            tracker.log_artifact(path, "plots")
     log.info("wrote %d plots to %s", len(written), out_dir)
     return written
 
@@ -124,22 +129,22 @@ def aggregate_run(auc_paths: list[str | Path], seeds: list[int], run: dict[str, 
     """Write ``results/{dataset}_{variant}_auc.json`` and its per-seed table, and log the
     parent MLflow run that holds the mean and std with the seed runs nested under it."""
     from vadbench.aggregate import aggregate_seeds, git_commit, seed_table
-    from vadbench.tracking import nest_runs, parent_run
+    from vadbench.tracking import nest_runs, parent_run, tracked
     from vadbench.training import versions
 
     result = aggregate_seeds(auc_paths, seeds, run, versions(), git_commit(repo_dir))
-    parent = parent_run(tracking_uri, experiment, run["dataset"], run["variant"], run["preset_name"], list(seeds))
-    result["mlflow_parent_run_id"] = parent.run_id
-    write_json(out_path, result)
-    write_csv(table_path, seed_table(result))
-    metrics = {}
-    for key, stat in result.items():
-        if isinstance(stat, dict) and stat.keys() == {"mean", "std"} and stat["mean"] is not None:
-            metrics.update({f"{key}_mean": stat["mean"], f"{key}_std": stat["std"]})
-    parent.log_metrics(metrics)
-    parent.set_tags({f"protocol.{k}": v for k, v in result["protocol"].items()})
-    nest_runs(parent, [r["mlflow_run_id"] for r in result["per_seed"] if r.get("mlflow_run_id")])
-    parent.log_artifact(out_path)
-    parent.log_artifact(table_path)
-    parent.finish()
+    with tracked(parent_run, tracking_uri, experiment, run["dataset"], run["variant"], run["preset_name"],
+                 list(seeds)) as parent:
+        result["mlflow_parent_run_id"] = parent.run_id
+        write_json(out_path, result)
+        write_csv(table_path, seed_table(result))
+        metrics = {}
+        for key, stat in result.items():
+            if isinstance(stat, dict) and stat.keys() == {"mean", "std"} and stat["mean"] is not None:
+                metrics.update({f"{key}_mean": stat["mean"], f"{key}_std": stat["std"]})
+        parent.log_metrics(metrics)
+        parent.set_tags({f"protocol.{k}": v for k, v in result["protocol"].items()})
+        nest_runs(parent, [r["mlflow_run_id"] for r in result["per_seed"] if r.get("mlflow_run_id")])
+        parent.log_artifact(out_path)
+        parent.log_artifact(table_path)
     return result

@@ -15,6 +15,7 @@ Named protocols reproduce a paper's evaluation (``NAMED``); a variant's config p
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, fields
 from typing import Any, Literal
 
@@ -32,6 +33,9 @@ _CHOICES = {
     "edges": ("drop", "pad"),
     "normalisation": ("per_video_minmax", "none"),
 }
+
+#: Gaussian smoothing wider than this many frames is refused (a typo, not a protocol).
+MAX_SMOOTHING_SIGMA = 10_000
 
 #: Each paper's own evaluation (../shared/docs/methods.md section 6), by name.
 NAMED: dict[str, dict[str, Any]] = {
@@ -78,10 +82,19 @@ class Protocol:
         for key, allowed in _CHOICES.items():
             if getattr(self, key) not in allowed:
                 raise ConfigError(f"protocol.{key} = {getattr(self, key)!r}; allowed: {', '.join(allowed)}")
-        if self.clip_length < 1:
-            raise ConfigError(f"protocol clip_length must be >= 1, got {self.clip_length}")
-        if not self.smoothing_sigma >= 0:
-            raise ConfigError(f"protocol.smoothing_sigma must be >= 0 frames, got {self.smoothing_sigma}")
+        if not _is_int(self.clip_length) or self.clip_length < 1:
+            raise ConfigError(f"protocol.clip_length must be an integer >= 1, got {self.clip_length!r}")
+        if not _is_real(self.smoothing_sigma) or not 0 <= self.smoothing_sigma <= MAX_SMOOTHING_SIGMA:
+            raise ConfigError(f"protocol.smoothing_sigma must be a number of frames in 0..{MAX_SMOOTHING_SIGMA} "
+                              f"(0 = off), got {self.smoothing_sigma!r}")
+        for key in ("alpha", "update_threshold"):
+            value = getattr(self, key)
+            if value is not None and (not _is_real(value) or not math.isfinite(value)):
+                raise ConfigError(f"protocol.{key} must be a finite number or null, got {value!r}")
+        if not isinstance(self.reset_memory_per_video, bool):
+            raise ConfigError(f"protocol.reset_memory_per_video must be true or false, got {self.reset_memory_per_video!r}")
+        if not isinstance(self.name, str):
+            raise ConfigError(f"protocol.name must be a string, got {self.name!r}")
 
     @classmethod
     def named(cls, name: str = "memae", clip_length: int = 16, **overrides: Any) -> "Protocol":
@@ -106,8 +119,24 @@ class Protocol:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "Protocol":
-        data = {k: v for k, v in data.items() if k != "scored_frame_index"}
-        return cls(**data)
+        """The protocol of a record written by :meth:`to_dict`; unknown keys are refused.
+
+        Raises:
+            ConfigError: not a mapping, an unknown key (named with the known keys), a bad value,
+                or a ``scored_frame_index`` that the other fields do not give.
+        """
+        if not isinstance(data, dict):
+            raise ConfigError(f"a protocol record must be a mapping of keys to values, got {type(data).__name__}")
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(str(k) for k in set(data) - known - {"scored_frame_index"})
+        if unknown:
+            raise ConfigError(f"unknown protocol key(s) {', '.join(unknown)}; known keys: "
+                              f"{', '.join(sorted(known | {'scored_frame_index'}))}")
+        protocol = cls(**{k: v for k, v in data.items() if k != "scored_frame_index"})
+        if "scored_frame_index" in data and data["scored_frame_index"] != protocol.offset:
+            raise ConfigError(f"protocol scored_frame_index = {data['scored_frame_index']!r}, but scored_frame "
+                              f"{protocol.scored_frame!r} of {protocol.clip_length} frames is index {protocol.offset}")
+        return protocol
 
     def apply(self, raw: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Steps 2-4 on one video's raw per-frame scores (NaN where no clip landed).
@@ -128,6 +157,14 @@ class Protocol:
             values = minmax(values)
         scores[scored] = values
         return scores, scored
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+
+
+def _is_real(value: Any) -> bool:
+    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
 
 
 def minmax(values: np.ndarray) -> np.ndarray:

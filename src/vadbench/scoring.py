@@ -105,7 +105,12 @@ def score_videos(
     batch_size: int = 16,
     threads: int = 1,
 ) -> dict[str, Any]:
-    """Score every test video with the model in ``model_path`` and save the ``.npz``."""
+    """Score every test video with the model in ``model_path`` and save the ``.npz``.
+
+    Raises:
+        DatasetError: the model was trained on other data than ``arrays_dir`` and ``index_path``
+            (see :mod:`vadbench.fingerprint`), or ``model_path`` is not a vadbench model.
+    """
     from vadbench.devices import job_device
 
     with job_device() as device:
@@ -117,7 +122,7 @@ def _score_on(device: torch.device, model_path, arrays_dir, index_path, labels_p
     from vadbench.training import load_trained
 
     torch.set_num_threads(threads)
-    model, run = load_trained(model_path, device)
+    model, run = load_trained(model_path, device, arrays_dir=arrays_dir, index_path=index_path)  # refuses other data
     if run["preset"]["clip_length"] != protocol.clip_length:
         raise ValueError(f"model trained on {run['preset']['clip_length']}-frame clips, protocol says {protocol.clip_length}")
     index = load_index(index_path, "test")

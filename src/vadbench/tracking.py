@@ -1,9 +1,22 @@
 """MLflow tracking: one store for the whole workflow, one experiment per dataset, one run per
 (variant, seed).
 
-MLflow 3.17 creates a fresh SQLite schema racily (of 8 processes starting together on an
-empty store, 7 failed and left it broken), so :func:`init_store` runs once, in its own rule,
-before any job that logs; the jobs then only write to an existing schema.
+Many jobs, and even several ``snakemake`` invocations, may touch one store at the same time:
+
+- MLflow 3.17 creates a fresh SQLite schema racily (of 8 processes starting together on an
+  empty store, 7 failed and left it broken). Every process that opens a SQLite store here first
+  takes an exclusive ``flock`` on ``<db>.lock`` beside it (:func:`store_lock`) while MLflow
+  creates or checks the schema, and experiments are created under the same lock; a creation
+  that still loses a race (a server) re-reads the experiment the winner made. An ``http(s)``
+  server serialises on its own. Concurrent writes to an existing SQLite store wait for each
+  other through MLflow's ``PRAGMA busy_timeout = 20000`` on every session.
+- A run is never left ``RUNNING`` by a job that is stopped: :func:`tracked` turns SIGTERM and
+  SIGINT into an exception and marks the run ``KILLED`` (``FAILED`` on an error). A job killed
+  without warning (SIGKILL, a lost node) cannot do that, so every run carries the host and pid
+  of its job and a heartbeat tag refreshed with each metric batch, and :func:`clean_runs`
+  (``vadbench runs --clean``) marks the runs whose job is gone.
+- Credentials in a tracking URI (``https://user:password@host``, ``?token=...``) are used to
+  connect but never written: :func:`redact_uri` strips them from every file and log line.
 
 The AUC JSON files are the source of truth; MLflow is the place to compare runs. A logging
 call that fails after the run exists (a server that went away) is reported in the job's log
@@ -12,16 +25,46 @@ and does not throw away an hour of training.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
+import io
 import os
+import re
+import signal
+import socket
+import sys
+import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Iterator
 
+from vadbench.lifetime import process_start_time
 from vadbench.logs import get_logger
 
 log = get_logger("tracking")
 
 ENV_URI = "MLFLOW_TRACKING_URI"
+HOST_TAG = "vadbench.host"
+PID_TAG = "vadbench.pid"
+PID_START_TAG = "vadbench.pid_start"
+HEARTBEAT_TAG = "vadbench.heartbeat"
+STORE_LOCK_TIMEOUT_S = 600.0
+
+_USERINFO = re.compile(r"(?P<scheme>\b[A-Za-z][A-Za-z0-9+.-]*://)[^/?#\s]*@")
+_SECRET_QUERY = re.compile(
+    r"(?P<key>[?&;][\w.-]*(?:token|password|passwd|pwd|secret|key|auth|credential|signature|sig)[\w.-]*=)[^&#\s]*",
+    re.IGNORECASE,
+)
+
+
+def redact_uri(text: str) -> str:
+    """``text`` (a URI, or a message that contains URIs) with credentials replaced by ``***``.
+
+    Example:
+        >>> redact_uri("https://alice:s3cret@mlflow.lab:5000/?token=abc&x=1")
+        'https://***@mlflow.lab:5000/?token=***&x=1'
+    """
+    return _SECRET_QUERY.sub(r"\g<key>***", _USERINFO.sub(r"\g<scheme>***@", str(text)))
 
 
 def resolve_tracking_uri(configured: str, environ: dict[str, str] | None = None) -> str:
@@ -34,63 +77,162 @@ def experiment_name(pattern: str, dataset: str) -> str:
     return pattern.format(dataset=dataset)
 
 
+def sqlite_path(uri: str) -> Path | None:
+    """The database file of a ``sqlite:///`` URI (relative to the working directory unless it
+    starts with ``sqlite:////``), or None for any other store."""
+    if not uri.startswith("sqlite:///"):
+        return None
+    path = uri[len("sqlite:///"):].split("?", 1)[0]
+    return Path(path) if path and path != ":memory:" else None
+
+
+@contextlib.contextmanager
+def store_lock(uri: str, timeout_s: float = STORE_LOCK_TIMEOUT_S) -> Iterator[None]:
+    """Hold an exclusive ``flock`` on ``<db>.lock`` beside a SQLite store for the block, so one
+    process at a time creates its schema or an experiment; a no-op for other stores (a server
+    serialises requests itself). Not re-entrant: do not nest it for the same store."""
+    path = sqlite_path(uri)
+    if path is None:
+        yield
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lock = path.with_name(path.name + ".lock")
+    fd = os.open(lock, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    try:
+        deadline = time.monotonic() + timeout_s
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"{lock}: another process has held this MLflow store lock for over "
+                                       f"{timeout_s:.0f} s; if no vadbench job is running, remove the file") from None
+                time.sleep(0.05)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
+
+
 def _client(uri: str):
+    """An ``MlflowClient`` for ``uri`` whose store exists: a new SQLite schema is created under
+    :func:`store_lock` (MLflow builds the store, and with it the schema, when the client is made
+    or on its first call)."""
     from mlflow.tracking import MlflowClient
 
-    return MlflowClient(tracking_uri=uri)
+    path = sqlite_path(uri)
+    if path is None:
+        return MlflowClient(tracking_uri=uri)
+    with store_lock(uri):
+        if not path.exists() or path.stat().st_size == 0:
+            _create_sqlite_store(path)
+        client = MlflowClient(tracking_uri=uri)
+        client.search_experiments(max_results=1)
+    return client
+
+
+def _create_sqlite_store(path: Path) -> None:
+    """Build a fresh SQLite store beside ``path`` and rename it into place once complete.
+
+    MLflow creates the schema through a long series of migrations that are not one transaction:
+    a job killed half-way (Snakemake killed, the job's SIGTERM) would leave a store that no
+    later job can open ("table _alembic_tmp_tags already exists").
+    """
+    from mlflow.tracking import MlflowClient
+
+    from vadbench.fileio import remove_orphaned_temporaries
+
+    remove_orphaned_temporaries(path)
+    tmp = path.with_name(f".{path.name}.tmp-{socket.gethostname()}-{os.getpid()}")
+    tmp.unlink(missing_ok=True)
+    try:
+        MlflowClient(tracking_uri=f"sqlite:///{tmp.resolve()}").search_experiments(max_results=1)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    log.info("created the MLflow store %s", path)
+
+
+def experiment_id(client, experiment: str, artifact_location: str | None = None) -> str:
+    """Id of ``experiment``, created if missing.
+
+    It is normally made by the mlflow_store rule, but a server named by MLFLOW_TRACKING_URI after
+    that rule ran, or a dataset added to the config since, may not have it yet. Creation runs under
+    :func:`store_lock`, and a creation that loses a race anyway (RESOURCE_ALREADY_EXISTS from a
+    server) returns the experiment the other process made.
+    """
+    from mlflow.exceptions import MlflowException
+
+    found = client.get_experiment_by_name(experiment)
+    if found is not None:
+        return found.experiment_id
+    with store_lock(client.tracking_uri):
+        found = client.get_experiment_by_name(experiment)
+        if found is not None:
+            return found.experiment_id
+        try:
+            created = client.create_experiment(experiment, artifact_location=artifact_location)
+        except MlflowException as err:
+            found = client.get_experiment_by_name(experiment)
+            if err.error_code != "RESOURCE_ALREADY_EXISTS" or found is None:
+                raise
+            return found.experiment_id
+    log.info("created experiment %s (%s)", experiment, created)
+    return created
 
 
 def init_store(uri: str, experiments: list[str], artifact_root: str | Path) -> dict[str, str]:
-    """Create the tracking store (if new) and the experiments; return name -> experiment id."""
+    """Create the tracking store (if new) and the experiments; return name -> experiment id.
+
+    Safe to run from several processes at once (see :func:`store_lock`)."""
     client = _client(uri)
     root = Path(artifact_root).resolve()
-    ids = {}
-    for name in experiments:
-        found = client.get_experiment_by_name(name)
-        if found is None:
-            location = None if uri.startswith("http") else (root / name).as_uri()
-            ids[name] = client.create_experiment(name, artifact_location=location)
-            log.info("created experiment %s (%s)", name, ids[name])
-        else:
-            ids[name] = found.experiment_id
-    return ids
+    return {name: experiment_id(client, name, None if uri.startswith("http") else (root / name).as_uri())
+            for name in experiments}
 
 
-def experiment_id(client, experiment: str) -> str:
-    """Id of ``experiment``, created if missing: it is normally made by the mlflow_store rule, but a
-    server named by MLFLOW_TRACKING_URI after that rule ran may not have it yet (a server creates it
-    safely)."""
-    found = client.get_experiment_by_name(experiment)
-    return found.experiment_id if found else client.create_experiment(experiment)
+def job_tags() -> dict[str, str]:
+    """Who is writing to a run: host, pid (and its start time, which tells a reused pid apart),
+    and a heartbeat, so that :func:`clean_runs` can tell a live job from a dead one."""
+    tags = {HOST_TAG: socket.gethostname(), PID_TAG: str(os.getpid()), HEARTBEAT_TAG: str(int(time.time()))}
+    started = process_start_time(os.getpid())
+    if started is not None:
+        tags[PID_START_TAG] = started
+    return tags
 
 
 class RunLogger:
-    """Logs to one MLflow run, created on first use or re-opened by id (a resumed job)."""
+    """Logs to one MLflow run, created on first use or re-opened by id (a resumed job), which is
+    then ``RUNNING`` again and tagged with this job's host and pid."""
 
     def __init__(self, uri: str, experiment: str, run_id: str | None = None, run_name: str | None = None,
                  tags: dict[str, str] | None = None) -> None:
         from mlflow.exceptions import MlflowException
 
         self.client = _client(uri)
+        self.run_id = run_id
         if run_id is not None:
             try:
                 self.client.update_run(run_id, status="RUNNING")
             except MlflowException as err:
                 # the store changed (another MLFLOW_TRACKING_URI, a deleted run): the result files
                 # stay the source of truth, so log to a new run instead of failing the job
-                log.warning("MLflow run %s is not in %s (%s); logging to a new run", run_id, uri, err.error_code)
+                log.warning("MLflow run %s is not in %s (%s); logging to a new run", run_id, redact_uri(uri),
+                            err.error_code)
                 tags = {**(tags or {}), "vadbench.replaces_run": run_id}
-                run_id = None
-        if run_id is None:
-            run = self.client.create_run(experiment_id(self.client, experiment), run_name=run_name, tags=tags or {})
-            run_id = run.info.run_id
-        self.run_id = run_id
+                self.run_id = None
+            else:
+                self.set_tags(job_tags())
+        if self.run_id is None:
+            run = self.client.create_run(experiment_id(self.client, experiment), run_name=run_name,
+                                         tags={**(tags or {}), **job_tags()})
+            self.run_id = run.info.run_id
 
     def _safe(self, what: str, fn, *args: Any, **kwargs: Any) -> None:
         try:
             fn(*args, **kwargs)
         except Exception as err:  # noqa: BLE001 - tracking must not kill a finished computation
-            log.warning("MLflow %s failed for run %s: %s", what, self.run_id, err)
+            log.warning("MLflow %s failed for run %s: %s", what, self.run_id, redact_uri(str(err)))
 
     def log_params(self, params: dict[str, str]) -> None:
         from mlflow.entities import Param
@@ -101,11 +243,13 @@ class RunLogger:
             self._safe("log_params", self.client.log_batch, self.run_id, params=new[i : i + 100])
 
     def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None:
-        from mlflow.entities import Metric
+        """Log one batch of metrics (training: once per epoch) and refresh the heartbeat tag."""
+        from mlflow.entities import Metric, RunTag
 
-        now = int(time.time() * 1000)
-        batch = [Metric(k, float(v), now, step or 0) for k, v in metrics.items()]
-        self._safe("log_metrics", self.client.log_batch, self.run_id, metrics=batch)
+        now = time.time()
+        batch = [Metric(k, float(v), int(now * 1000), step or 0) for k, v in metrics.items()]
+        self._safe("log_metrics", self.client.log_batch, self.run_id, metrics=batch,
+                   tags=[RunTag(HEARTBEAT_TAG, str(int(now)))])
 
     def set_tags(self, tags: dict[str, str]) -> None:
         from mlflow.entities import RunTag
@@ -116,10 +260,141 @@ class RunLogger:
         self._safe("log_artifact", self.client.log_artifact, self.run_id, str(path), artifact_path)
 
     def finish(self, status: str = "FINISHED") -> None:
-        self._safe("set_terminated", self.client.set_terminated, self.run_id, status)
+        # against a server MLflow prints "View run <name> at: <tracking URI>/#/..." to stdout (the
+        # job's log): print it with the credentials taken out
+        printed = io.StringIO()
+        with contextlib.redirect_stdout(printed):
+            self._safe("set_terminated", self.client.set_terminated, self.run_id, status)
+        sys.stdout.write(redact_uri(printed.getvalue()))
+
+
+class Stopped(SystemExit):
+    """The job received SIGTERM or SIGINT; exit status 128 + the signal number."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(128 + signum)
+        self.signum = signum
+
+    def __str__(self) -> str:
+        return f"stopped by {signal.Signals(self.signum).name}"
+
+
+@contextlib.contextmanager
+def stop_on_signals() -> Iterator[None]:
+    """Raise :class:`Stopped` on SIGTERM or SIGINT inside the block (main thread only; elsewhere a
+    no-op); the previous handlers come back afterwards. Training installs its own SIGTERM
+    handler on top, which first saves a checkpoint and then raises ``Preempted``."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum, frame):  # noqa: ARG001
+        raise Stopped(signum)
+
+    previous = {s: signal.signal(s, handler) for s in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h)
+
+
+@contextlib.contextmanager
+def tracked(open_run: Callable[..., RunLogger], *args: Any, **kwargs: Any) -> Iterator[RunLogger]:
+    """Open a run with ``open_run(*args, **kwargs)`` and end it with the block: ``FINISHED``;
+    ``KILLED`` when the job is stopped (SIGTERM, SIGINT, ``SystemExit`` such as training's
+    ``Preempted``, ``KeyboardInterrupt``); ``FAILED`` on any other exception."""
+    with stop_on_signals():
+        tracker = open_run(*args, **kwargs)
+        try:
+            yield tracker
+        except Exception:
+            tracker.finish("FAILED")
+            raise
+        except BaseException as err:
+            log.warning("marking MLflow run %s KILLED (%s)", tracker.run_id, str(err) or type(err).__name__)
+            tracker.finish("KILLED")
+            raise
+        tracker.finish()
+
+
+def _job_alive(pid: int, recorded_start: str | None) -> bool:
+    """Whether ``pid`` on this host is still the job that wrote the tags: it exists and either has
+    the recorded start time, or (no start time to compare) runs Python."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass  # exists, owned by someone else
+    started = process_start_time(pid)
+    if recorded_start and started is not None:
+        return started == recorded_start
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return True  # no /proc: a live pid is all we can tell
+    return "python" in cmdline or "vadbench" in cmdline
+
+
+def orphan_reason(run, host: str, now: float, stale_after_s: float) -> tuple[bool, str]:
+    """(whether the RUNNING ``run`` has lost its job, why). A job on ``host`` is checked by pid; a
+    job elsewhere (or of a run without vadbench's tags) by the age of its heartbeat."""
+    tags = run.data.tags
+    job_host, pid = tags.get(HOST_TAG), tags.get(PID_TAG, "")
+    if job_host == host and pid.isdigit():
+        if _job_alive(int(pid), tags.get(PID_START_TAG)):
+            return False, f"pid {pid} on {host} is alive"
+        return True, f"pid {pid} on {host} is gone"
+    beat = tags.get(HEARTBEAT_TAG)
+    last = float(beat) if beat else run.info.start_time / 1000
+    age_h = (now - last) / 3600
+    where = job_host or "an unknown host"
+    if now - last > stale_after_s:
+        return True, f"no heartbeat from {where} for {age_h:.1f} h"
+    return False, f"last heartbeat from {where} {age_h:.1f} h ago"
+
+
+def _pages(search, **kwargs):
+    token = None
+    while True:
+        page = search(max_results=1000, page_token=token, **kwargs)
+        yield from page
+        token = page.token
+        if not token:
+            return
+
+
+def clean_runs(uri: str, stale_after_h: float = 24.0, dry_run: bool = False) -> list[dict[str, Any]]:
+    """Mark as ``KILLED`` the RUNNING runs of every experiment whose job is gone (see
+    :func:`orphan_reason`); return one record per RUNNING run: id, experiment, name, whether it
+    was (or, with ``dry_run``, would be) marked, and why."""
+    client = _client(uri)
+    host, now = socket.gethostname(), time.time()
+    done = []
+    for exp in _pages(client.search_experiments):
+        for run in _pages(client.search_runs, experiment_ids=[exp.experiment_id],
+                          filter_string="attributes.status = 'RUNNING'"):
+            orphan, reason = orphan_reason(run, host, now, stale_after_h * 3600)
+            if orphan and not dry_run:
+                client.set_tag(run.info.run_id, "vadbench.cleaned", f"marked KILLED by vadbench runs --clean: {reason}")
+                client.set_terminated(run.info.run_id, "KILLED")
+            done.append({"run_id": run.info.run_id, "experiment": exp.name, "name": run.info.run_name,
+                         "orphan": orphan, "reason": reason})
+    return done
 
 
 PARENT_TAG = "vadbench.role"
+
+
+def filter_literal(value: str) -> str:
+    """``value`` quoted for an MLflow filter string. MLflow has no escapes inside a quoted
+    value, so a value with a single quote is double-quoted, and one with both quote kinds or a
+    backslash is refused."""
+    if "\\" in value or ("'" in value and '"' in value):
+        raise ValueError(f"cannot search MLflow for {value!r}: it holds a backslash or both quote characters; "
+                         "rename it (dataset, variant and preset names should be plain words)")
+    return f'"{value}"' if "'" in value else f"'{value}'"
 
 
 def parent_run(uri: str, experiment: str, dataset: str, variant: str, preset: str, seeds: list[int]) -> "RunLogger":
@@ -130,8 +405,9 @@ def parent_run(uri: str, experiment: str, dataset: str, variant: str, preset: st
     """
     client = _client(uri)
     seeds_tag = ",".join(str(s) for s in seeds)
-    query = (f"tags.`{PARENT_TAG}` = 'parent' and tags.dataset = '{dataset}' and tags.variant = '{variant}' "
-             f"and tags.preset = '{preset}' and tags.seeds = '{seeds_tag}'")
+    query = (f"tags.`{PARENT_TAG}` = 'parent' and tags.dataset = {filter_literal(dataset)} "
+             f"and tags.variant = {filter_literal(variant)} and tags.preset = {filter_literal(preset)} "
+             f"and tags.seeds = {filter_literal(seeds_tag)}")
     existing = client.search_runs([experiment_id(client, experiment)], filter_string=query, max_results=1)
     if existing:
         return RunLogger(uri, experiment, run_id=existing[0].info.run_id)

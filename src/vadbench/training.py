@@ -3,13 +3,29 @@
 Determinism: the seed fixes the initial weights and, through :class:`ClipLoader`, the clip
 order of every epoch independently of the others; on CPU the same seed gives the same weights
 bit for bit. A checkpoint (weights, optimiser, epoch, loss history, MLflow run id) is written
-atomically after every epoch; a rerun of an interrupted job with the same run config resumes
-after the last completed epoch and ends with the same weights as an uninterrupted run.
+atomically after every epoch; a rerun of an interrupted job with the same run config and the
+same data (the :mod:`vadbench.fingerprint` of the arrays and the clip index) resumes after the
+last completed epoch and ends with the same weights as an uninterrupted run. A checkpoint of
+another config or other data, or one that records no data fingerprint, is ignored (the log says
+why) and training starts over; the final model.pt carries the fingerprint too, and scoring
+refuses it for other data.
 
-SIGTERM (what SLURM sends before it preempts or times out a job) stops training after the
-current batch: the checkpoint then also holds the position inside the epoch and the partial loss
-sums, the job exits non-zero (:class:`Preempted`), and a rerun continues from that batch with
-exactly the weights an uninterrupted run would have. A SIGKILL loses at most the current epoch.
+SIGTERM (what SLURM sends before it preempts or times out a job) or SIGINT (Ctrl-C) stops
+training after the current batch: the checkpoint then also holds the position inside the epoch
+and the partial loss sums, the job exits non-zero (:class:`Preempted`: 143 for SIGTERM, 130 for
+SIGINT), and a rerun continues from that batch with exactly the weights an uninterrupted run
+would have. A second Ctrl-C stops at once (KeyboardInterrupt). A SIGKILL loses at most the
+current epoch.
+
+One job at a time trains a checkpoint: the job holds an exclusive ``flock`` on
+``<checkpoint>.lock`` (holding its pid) for its whole lifetime, released by the kernel however
+it ends. A second job on the same checkpoint (a rerun while an orphan of a SIGKILLed Snakemake
+still trains) waits for it and then resumes from the checkpoint it left, instead of training
+the same epochs alongside it.
+
+Checkpoints and models hold tensors and plain data only and are read with
+``torch.load(weights_only=True)``: a crafted file that would run code when unpickled is refused
+with a :class:`DatasetError`.
 
 Raising ``epochs`` of a preset whose learning rate is constant (every preset here: Adam at a
 fixed rate, as in the official MemAE code) continues a finished checkpoint instead of starting
@@ -20,7 +36,12 @@ of the longer schedule, and the epochs already paid for are kept.
 from __future__ import annotations
 
 import contextlib
+import errno
+import fcntl
+import os
+import pickle
 import platform
+import re
 import signal
 import threading
 import time
@@ -32,8 +53,9 @@ import torch
 
 import vadbench
 from vadbench.clips import ClipLoader, hold_out_videos, load_index
-from vadbench.errors import ConfigError
+from vadbench.errors import ConfigError, DatasetError
 from vadbench.fileio import atomic_path
+from vadbench.fingerprint import data_fingerprint, describe, difference
 from vadbench.logs import get_logger
 from vadbench.models import build_model
 
@@ -50,33 +72,67 @@ def make_optimizer(params, preset: dict[str, Any]) -> torch.optim.Optimizer:
 
 
 class Preempted(SystemExit):
-    """Training stopped on SIGTERM after saving a resumable checkpoint; exit status 143 (128 + 15)."""
+    """Training stopped on SIGTERM or SIGINT after saving a resumable checkpoint; exit status
+    128 + the signal number (143 for SIGTERM, 130 for SIGINT), as a shell reports it."""
 
-    def __init__(self, checkpoint: Path) -> None:
-        super().__init__(143)
-        self.checkpoint = checkpoint
+    def __init__(self, checkpoint: Path, signum: int = signal.SIGTERM) -> None:
+        super().__init__(128 + signum)
+        self.checkpoint, self.signal = checkpoint, signal.Signals(signum)
 
     def __str__(self) -> str:
-        return f"stopped by SIGTERM; resumable checkpoint saved to {self.checkpoint}"
+        return f"stopped by {self.signal.name}; resumable checkpoint saved to {self.checkpoint}"
 
 
 @contextlib.contextmanager
-def sigterm_flag() -> Iterator[dict[str, bool]]:
-    """Yield a flag dict whose ``"stop"`` turns True on SIGTERM (main thread only; elsewhere a no-op)."""
-    flag = {"stop": False}
+def sigterm_flag() -> Iterator[dict[str, Any]]:
+    """Yield a flag dict whose ``"stop"`` turns True on SIGTERM or SIGINT, and whose ``"signal"``
+    is then that signal's number (main thread only; elsewhere a no-op). A second SIGINT raises
+    KeyboardInterrupt at once, for a user who will not wait for the batch."""
+    flag: dict[str, Any] = {"stop": False, "signal": None}
     if threading.current_thread() is not threading.main_thread():
         yield flag
         return
 
     def handler(signum, frame):  # noqa: ARG001
-        flag["stop"] = True
-        log.warning("SIGTERM received: saving a checkpoint after this batch")
+        if flag["stop"] and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        flag["stop"], flag["signal"] = True, signum
+        log.warning("%s received: saving a checkpoint after this batch", signal.Signals(signum).name)
 
-    previous = signal.signal(signal.SIGTERM, handler)
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
         yield flag
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
+@contextlib.contextmanager
+def job_lock(checkpoint_path: str | Path) -> Iterator[Path]:
+    """Hold an exclusive ``flock`` on ``<checkpoint>.lock`` for the block; wait while another
+    process holds it. The file holds the holder's pid, for the waiting job's log."""
+    checkpoint_path = Path(checkpoint_path)
+    lock_path = checkpoint_path.with_name(f"{checkpoint_path.name}.lock")
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    except OSError as err:
+        if err.errno != errno.ELOOP:
+            raise
+        raise DatasetError(f"{lock_path} is a symbolic link, not a lock file vadbench made; remove it and rerun.") from None
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
+            log.warning("%s is held: waiting for pid %s, which is training the same model", lock_path, holder)
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            log.info("pid %s is done with %s", holder, checkpoint_path)
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        yield lock_path
+    finally:
+        os.close(fd)
 
 
 def make_scheduler(optimizer: torch.optim.Optimizer, preset: dict[str, Any]):
@@ -101,8 +157,32 @@ def _save(path: Path, obj: dict[str, Any]) -> None:
         torch.save(obj, tmp)
 
 
+def load_saved(path: str | Path, map_location: Any = "cpu", what: str = "checkpoint") -> dict[str, Any]:
+    """A checkpoint or model.pt as written by :func:`train_model`, read with ``weights_only=True``.
+
+    Raises:
+        DatasetError: the file holds objects other than tensors and plain data (it could run code
+            if unpickled in full), cannot be read, or is not a vadbench ``what``.
+    """
+    fix = "Delete it and retrain (snakemake --forcerun train)."
+    try:
+        state = torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as err:
+        found = re.search(r"GLOBAL (\S+)", str(err))
+        raise DatasetError(
+            f"{path}: not a vadbench {what}: it contains non-tensor objects"
+            f"{f' ({found.group(1)})' if found else ''}, which vadbench never saves and will not unpickle "
+            f"(that could run code). {fix}"
+        ) from None
+    except (RuntimeError, EOFError, ValueError) as err:
+        raise DatasetError(f"{path}: not a readable vadbench {what} ({str(err).splitlines()[0]}). {fix}") from None
+    if not isinstance(state, dict) or not {"state_dict", "config"} <= state.keys():
+        raise DatasetError(f"{path}: not a vadbench {what} (no state_dict and config in it). {fix}")
+    return state
+
+
 def versions() -> dict[str, str]:
-    return {"vadbench": vadbench.__version__, "torch": torch.__version__, "python": platform.python_version()}
+    return {"vadbench": vadbench.__version__, "torch": str(torch.__version__), "python": platform.python_version()}
 
 
 def _fmt_seconds(s: float) -> str:
@@ -111,24 +191,45 @@ def _fmt_seconds(s: float) -> str:
     return f"{h:d}:{m:02d}:{s:02d}"
 
 
-def resume_mode(saved: dict[str, Any] | None, run: dict[str, Any]) -> str | None:
-    """How a checkpoint whose state is ``saved`` can serve ``run``.
+def _config_changes(old: dict[str, Any], new: dict[str, Any], limit: int = 6) -> str:
+    from vadbench.config import flat_params
 
-    ``"same"``: identical run config, continue after its last epoch. ``"extend"``: identical but
-    for a larger ``preset.epochs`` under a constant learning rate, which gives the same weights
-    as training the longer schedule from scratch. ``None``: start over.
+    a, b = flat_params(old), flat_params(new)
+    changed = [f"{k} {a.get(k, '<unset>')} -> {b.get(k, '<unset>')}"
+               for k in sorted(a.keys() | b.keys()) if a.get(k) != b.get(k)]
+    return ", ".join(changed[:limit]) + (f" and {len(changed) - limit} more" if len(changed) > limit else "")
+
+
+def resume_mode(saved: dict[str, Any] | None, run: dict[str, Any],
+                fingerprint: dict[str, Any] | None) -> tuple[str | None, str]:
+    """How a checkpoint whose state is ``saved`` can serve ``run`` on the data of ``fingerprint``.
+
+    Returns ``(mode, why)``. ``"same"``: identical run config and data, continue after its last
+    epoch. ``"extend"``: identical but for a larger ``preset.epochs`` under a constant learning
+    rate, which gives the same weights as training the longer schedule from scratch. ``None``:
+    start over, and ``why`` says why. ``fingerprint=None`` compares the config only.
     """
     if not saved or "config" not in saved:
-        return None
+        return None, "it holds no run config"
+    if fingerprint is not None:
+        old_fp = saved.get("fingerprint")
+        if not old_fp:
+            return None, "it records no data fingerprint (written by an older vadbench), so its data is unknown"
+        if old_fp.get("digest") != fingerprint["digest"]:
+            return None, (f"it was trained on other data: {describe(old_fp)}, this job's is {describe(fingerprint)} "
+                          f"({difference(old_fp, fingerprint)})")
     old = saved["config"]
     if old == run:
-        return "same"
+        return "same", ""
     old_preset, new_preset = old.get("preset", {}), run["preset"]
     shorter = {**old, "preset": {**old_preset, "epochs": new_preset["epochs"]}}
-    if (shorter == run and new_preset.get("lr_schedule", "constant") == "constant"
-            and saved.get("epoch", -1) + 1 <= new_preset["epochs"]):
-        return "extend"
-    return None
+    if shorter == run:
+        if new_preset.get("lr_schedule", "constant") != "constant":
+            return None, f"preset.epochs changed under lr_schedule {new_preset['lr_schedule']}, so it is no prefix of this run"
+        if saved.get("epoch", -1) + 1 > new_preset["epochs"]:
+            return None, f"it was trained for {saved['epoch'] + 1} epochs, more than the {new_preset['epochs']} asked for"
+        return "extend", ""
+    return None, f"it was written for another run config ({_config_changes(old, run)})"
 
 
 @torch.no_grad()
@@ -171,7 +272,7 @@ def train_model(
     """
     from vadbench.devices import job_device
 
-    with job_device(run["preset"].get("device", "auto")) as device:
+    with job_lock(checkpoint_path), job_device(run["preset"].get("device", "auto")) as device:
         return _train_on(device, run, arrays_dir, index_path, model_path, checkpoint_path, tracker, threads, meta)
 
 
@@ -179,6 +280,8 @@ def _train_on(device: torch.device, run: dict[str, Any], arrays_dir: str | Path,
               model_path: str | Path, checkpoint_path: str | Path, tracker, threads: int,
               meta: dict[str, Any] | None) -> dict[str, Any]:
     preset = run["preset"]
+    fingerprint = data_fingerprint(arrays_dir, index_path)
+    log.info("training data: %s", describe(fingerprint))
     torch.set_num_threads(threads)
     if device.type == "cpu":
         torch.use_deterministic_algorithms(True)
@@ -195,10 +298,10 @@ def _train_on(device: torch.device, run: dict[str, Any], arrays_dir: str | Path,
     checkpoint_path = Path(checkpoint_path)
     mode = None
     if checkpoint_path.exists():
-        state = torch.load(checkpoint_path, map_location=device, weights_only=False)
-        mode = resume_mode(state, run)
+        state = load_saved(checkpoint_path, device)
+        mode, why = resume_mode(state, run, fingerprint)
         if mode is None:
-            log.info("ignoring %s: it was written for a different run config", checkpoint_path)
+            log.warning("ignoring %s and starting over: %s", checkpoint_path, why)
         else:
             model.load_state_dict(state["state_dict"])
             optimizer.load_state_dict(state["optimizer"])
@@ -224,7 +327,8 @@ def _train_on(device: torch.device, run: dict[str, Any], arrays_dir: str | Path,
     def save_checkpoint(last_epoch: int, **extra: Any) -> None:
         _save(checkpoint_path, {"state_dict": model.state_dict(), "optimizer": optimizer.state_dict(),
                                 "scheduler": scheduler.state_dict() if scheduler is not None else None,
-                                "epoch": last_epoch, "history": history, "config": run, "meta": meta or {}, **extra})
+                                "epoch": last_epoch, "history": history, "config": run, "meta": meta or {},
+                                "fingerprint": fingerprint, **extra})
 
     with sigterm_flag() as flag:
         for epoch in range(start_epoch, epochs):
@@ -250,7 +354,7 @@ def _train_on(device: torch.device, run: dict[str, Any], arrays_dir: str | Path,
                 seen_here += len(clips)
                 if flag["stop"]:
                     save_checkpoint(epoch - 1, partial={"epoch": epoch, "next_batch": b + 1, "sums": sums, "seen": seen})
-                    raise Preempted(checkpoint_path)
+                    raise Preempted(checkpoint_path, flag["signal"])
             record = {k: v / seen for k, v in sums.items()}
             record["epoch"] = epoch
             record["clips_per_s"] = seen_here / (time.monotonic() - t0)
@@ -272,25 +376,53 @@ def _train_on(device: torch.device, run: dict[str, Any], arrays_dir: str | Path,
                      record["clips_per_s"], _fmt_seconds(elapsed), _fmt_seconds(eta))
     model_state = {k: v.cpu() for k, v in model.state_dict().items()}
     _save(Path(model_path), {"state_dict": model_state, "config": run, "history": history,
-                             "versions": versions(), "meta": meta or {}})
+                             "versions": versions(), "meta": meta or {}, "fingerprint": fingerprint})
     return {"history": history}
 
 
-def checkpoint_meta(checkpoint_path: str | Path, run: dict[str, Any]) -> dict[str, Any]:
-    """The ``meta`` of a checkpoint that a rerun of ``run`` would resume from, else ``{}``."""
+def checkpoint_meta(checkpoint_path: str | Path, run: dict[str, Any], arrays_dir: str | Path | None = None,
+                    index_path: str | Path | None = None) -> dict[str, Any]:
+    """The ``meta`` of a checkpoint that a rerun of ``run`` would resume from, else ``{}``; given
+    ``arrays_dir`` and ``index_path``, only if it was also trained on that data."""
     path = Path(checkpoint_path)
     if not path.exists():
         return {}
-    state = torch.load(path, map_location="cpu", weights_only=False)
-    return state.get("meta", {}) if resume_mode(state, run) == "same" else {}
+    fingerprint = data_fingerprint(arrays_dir, index_path) if arrays_dir is not None and index_path is not None else None
+    state = load_saved(path)
+    return state.get("meta", {}) if resume_mode(state, run, fingerprint)[0] == "same" else {}
 
 
-def load_trained(model_path: str | Path, device: torch.device = torch.device("cpu")) -> tuple[torch.nn.Module, dict[str, Any]]:
+def load_trained(model_path: str | Path, device: torch.device = torch.device("cpu"), arrays_dir: str | Path | None = None,
+                 index_path: str | Path | None = None) -> tuple[torch.nn.Module, dict[str, Any]]:
     """Rebuild a model from ``model.pt`` on ``device`` (a job's from :func:`vadbench.devices.job_device`);
-    returns ``(model in eval mode, run config)``."""
-    state = torch.load(model_path, map_location=device, weights_only=False)
+    returns ``(model in eval mode, run config)``.
+
+    Given ``arrays_dir`` and ``index_path``, first checks that the model was trained on that data
+    (same :func:`vadbench.fingerprint.data_fingerprint`) and raises :class:`DatasetError` if not.
+    """
+    state = load_saved(model_path, device, what="model")
+    if arrays_dir is not None and index_path is not None:
+        require_same_data(model_path, state.get("fingerprint"), arrays_dir, index_path)
     run = state["config"]
     model = build_model(run["model"], **run["model_params"]).to(device)
     model.load_state_dict(state["state_dict"])
     model.eval()
     return model, run
+
+
+def require_same_data(model_path: str | Path, saved: dict[str, Any] | None, arrays_dir: str | Path,
+                      index_path: str | Path) -> None:
+    """Raise :class:`DatasetError` unless the fingerprint ``saved`` in ``model_path`` is that of
+    ``arrays_dir`` with ``index_path``."""
+    current = data_fingerprint(arrays_dir, index_path)
+    if saved and saved.get("digest") == current["digest"]:
+        return
+    fix = (f"Retrain on these arrays: delete {model_path} or run `snakemake --forcerun train`; its checkpoint "
+           "is not reused for other data.")
+    if not saved:
+        raise DatasetError(f"{model_path} records no data fingerprint (trained by an older vadbench), so it cannot be "
+                           f"checked against {arrays_dir} ({describe(current)}). {fix}")
+    raise DatasetError(
+        f"{model_path} was trained on {describe(saved)}, but {arrays_dir} with {index_path} is {describe(current)} "
+        f"({difference(saved, current)}): its scores would not be those of a model of this data. {fix}"
+    )

@@ -2,9 +2,13 @@
 import os
 
 from vadbench.config import preset_of, protocol_of, run_config, validate_config
+from vadbench.snakelock import recover_stale_locks
 from vadbench.tracking import experiment_name
 
 validate_config(config, os.path.join(workflow.basedir, "workflow/schemas/config.schema.yaml"))
+# a lock left by a Snakemake that was killed (kill -9, OOM) would stop this run until --unlock
+if workflow.is_main_process:
+    recover_stale_locks(os.getcwd())
 
 DATASETS = sorted(config["datasets"])
 VARIANTS = sorted(config["variants"])

@@ -1,5 +1,6 @@
 rule download:
-    """Put the dataset's source in place: generate the synthetic one, or link a local folder."""
+    """Put the dataset's source in place: download and verify a URL (SHA-256 required), link a
+    local archive (its digest recorded) or folder, or generate the synthetic one."""
     output:
         directory("resources/{dataset}/source"),
     params:

@@ -7,6 +7,7 @@ rule frames:
     params:
         layout=lambda wc: config["datasets"][wc.dataset]["layout"],
         options=get_layout_options,
+        archives=config.get("archives", {}),
     log:
         "logs/{dataset}/frames.log",
     conda:

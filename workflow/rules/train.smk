@@ -3,7 +3,7 @@ rule train:
     input:
         arrays=get_arrays,
         index=get_index,
-        store="results/mlflow/{dataset}.json",
+        store="results/mlflow/store.json",
     output:
         model="results/{dataset}/{variant}/seed{seed}/model.pt",
         run_info="results/{dataset}/{variant}/seed{seed}/run.json",

@@ -11,12 +11,14 @@ import shutil
 from pathlib import Path
 from typing import Callable
 
+from vadbench.fileio import read_json
+
 from vadbench.datasets import avenue, liu, shanghaitech, ucsd
 from vadbench.datasets.canonical import SourceVideos, write_canonical
-from vadbench.datasets.sources import fetch_source, open_source
+from vadbench.datasets.sources import ArchiveLimits, fetch_source, open_source, sha256_of
 from vadbench.errors import ConfigError
 
-__all__ = ["LAYOUTS", "convert_source", "fetch_source"]
+__all__ = ["LAYOUTS", "convert_source", "fetch_source", "source_provenance"]
 
 # layout name -> reader(root, workdir, **options): root is the extracted source, workdir a
 # scratch folder (deleted afterwards) where a reader may decode videos into frame files.
@@ -28,11 +30,15 @@ LAYOUTS: dict[str, Callable[..., SourceVideos]] = {
 }
 
 
-def convert_source(source_dir: str | Path, layout: str, out_dir: str | Path, options: dict | None = None) -> dict:
+def convert_source(source_dir: str | Path, layout: str, out_dir: str | Path, options: dict | None = None,
+                   archive_limits: ArchiveLimits | dict | None = None) -> dict:
     """Read the source in ``layout`` and write the canonical frame layout to ``out_dir``.
 
     ``source_dir`` is a ``download`` rule output, or directly an extracted folder or an archive.
-    ``options`` are the dataset's ``layout_options`` (e.g. which UCSD scene to take).
+    ``options`` are the dataset's ``layout_options`` (e.g. which UCSD scene to take);
+    ``archive_limits`` the config's ``archives`` caps on extraction. The manifest's ``sources``
+    names what the frames were made from, with each archive's SHA-256, so that a result can be
+    traced back to the exact files (see :func:`source_provenance`).
     """
     try:
         reader = LAYOUTS[layout]
@@ -42,8 +48,23 @@ def convert_source(source_dir: str | Path, layout: str, out_dir: str | Path, opt
     scratch = out_dir.with_name(f".{out_dir.name}.scratch")
     shutil.rmtree(scratch, ignore_errors=True)
     try:
-        root = open_source(source_dir, scratch / "extracted")
+        root = open_source(source_dir, scratch / "extracted", archive_limits)
         (scratch / "work").mkdir(parents=True)
-        return write_canonical(reader(root, scratch / "work", **(options or {})), out_dir)
+        return write_canonical(reader(root, scratch / "work", **(options or {})), out_dir,
+                               provenance=source_provenance(source_dir))
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
+
+
+def source_provenance(source_dir: str | Path) -> list[dict]:
+    """``[{"source", "sha256"}, ...]`` of a ``download`` output (its ``source.json``), an archive or a folder.
+
+    The digest is the one every job verified the archive against; ``None`` for the synthetic
+    generator and for folders, which have no single digest.
+    """
+    source_dir = Path(source_dir)
+    if source_dir.is_file():
+        return [{"source": str(source_dir), "sha256": sha256_of(source_dir)}]
+    if not (source_dir / "source.json").exists():
+        return [{"source": str(source_dir), "sha256": None}]
+    return [{"source": e["source"], "sha256": e.get("sha256")} for e in read_json(source_dir / "source.json")["sources"]]

@@ -30,11 +30,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import scipy.io
 
 from vadbench.datasets.canonical import SourceVideos
 from vadbench.datasets.video import decode_video
 from vadbench.errors import DatasetError
+from vadbench.scorefiles import load_mat
 
 SEARCH_DEPTH = 3
 _LAYOUT_HELP = (
@@ -105,13 +105,8 @@ def read_vol_label(mat_path: Path) -> np.ndarray:
     Raises:
         DatasetError: the file is unreadable or ``volLabel`` is missing or not a cell of masks.
     """
-    try:
-        vol = scipy.io.loadmat(mat_path, variable_names=["volLabel"])["volLabel"]
-    except (scipy.io.matlab.MatReadError, ValueError, OSError, KeyError, TypeError, NotImplementedError) as err:
-        raise DatasetError(
-            f"{mat_path}: cannot read variable 'volLabel' ({err!r}); expected an Avenue "
-            "ground_truth_demo/testing_label_mask/<n>_label.mat. Re-extract ground_truth_demo.zip."
-        ) from None
+    vol = load_mat(mat_path, "volLabel", "an Avenue ground_truth_demo/testing_label_mask/<n>_label.mat; "
+                   "re-extract ground_truth_demo.zip")
     if vol.dtype != object or vol.size == 0:
         raise DatasetError(
             f"{mat_path}: 'volLabel' is a {vol.dtype} array of shape {vol.shape}; expected a non-empty "

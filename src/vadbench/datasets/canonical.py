@@ -16,10 +16,14 @@ pipeline sees only this layout, so a layout module's only job is to produce a
 
 from __future__ import annotations
 
+import contextlib
 import re
 import shutil
+import struct
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
@@ -76,15 +80,39 @@ def ordered_frames(video_dir: Path) -> list[Path]:
     return [numbered[n] for n in range(first, last + 1)]
 
 
-def _check_readable(path: Path) -> None:
+#: What Pillow raises for a corrupt or truncated image file (besides the decompression-bomb guard).
+IMAGE_ERRORS = (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError, struct.error)
+
+
+@contextlib.contextmanager
+def open_frame(path: Path, problem: str = "unreadable image") -> Iterator[Image.Image]:
+    """``Image.open(path)`` whose failures, in the block too, are one :class:`DatasetError` naming ``path``.
+
+    A frame above Pillow's ``Image.MAX_IMAGE_PIXELS`` (about 89 million pixels) is refused as a
+    decompression bomb: decoding it would take gigabytes, and no video frame is that large.
+    """
     try:
-        with Image.open(path) as image:
-            image.verify()
-    except (UnidentifiedImageError, OSError, SyntaxError) as err:
-        raise DatasetError(f"{path}: unreadable image ({err}). Re-extract or re-download the dataset.") from None
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as image:
+                yield image
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
+        pixels = re.search(r"\((\d+) pixels\)", str(err))
+        raise DatasetError(
+            f"{path}: frame of {pixels.group(1) if pixels else 'too many'} pixels, above the limit of "
+            f"{Image.MAX_IMAGE_PIXELS} pixels (Pillow's decompression-bomb guard); no video frame is this large. "
+            "Resize the source frames to the dataset's resolution or remove the file."
+        ) from None
+    except IMAGE_ERRORS as err:
+        raise DatasetError(f"{path}: {problem} ({err}). Re-extract or re-download the dataset.") from None
 
 
-def write_canonical(source: SourceVideos, out_dir: str | Path) -> dict:
+def _check_readable(path: Path) -> None:
+    with open_frame(path) as image:
+        image.verify()
+
+
+def write_canonical(source: SourceVideos, out_dir: str | Path, provenance: list | None = None) -> dict:
     """Copy frames under canonical names into ``out_dir`` and write labels and a manifest.
 
     Every frame is checked to be a readable image before anything is renamed into place, so
@@ -99,6 +127,8 @@ def write_canonical(source: SourceVideos, out_dir: str | Path) -> dict:
             f"labels cover videos {sorted(source.labels)} but the test split holds {sorted(test_videos)}"
         )
     manifest = {"layout": source.layout, "splits": {}}
+    if provenance is not None:  # [{"source", "sha256"}, ...]: what the frames were made from
+        manifest["sources"] = provenance
     with atomic_path(out_dir) as tmp:
         for split in SPLITS:
             counts = {}
@@ -113,9 +143,12 @@ def write_canonical(source: SourceVideos, out_dir: str | Path) -> dict:
             manifest["splits"][split] = counts
         for video, paths in sorted(source.masks.items()):
             if len(paths) != manifest["splits"]["test"].get(video):
-                raise DatasetError(f"test video {video}: {len(paths)} pixel masks for {manifest['splits']['test'].get(video)} frames")
+                raise DatasetError(f"{paths[0].parent if paths else video}: {len(paths)} pixel masks for test video "
+                                   f"{video} of {manifest['splits']['test'].get(video)} frames; they must be equal. "
+                                   "Re-extract the dataset.")
             (tmp / "masks" / video).mkdir(parents=True)
             for i, path in enumerate(paths):
+                _check_readable(path)
                 shutil.copyfile(path, tmp / "masks" / video / f"{i:04d}{path.suffix.lower()}")
         for video, labels in source.labels.items():
             n = manifest["splits"]["test"][video]

@@ -12,7 +12,9 @@ ShanghaiTech's variant of the layout has no ``.mat``; its labels are
 
 Pitfalls handled: intervals are 1-based and inclusive (sliced as [start - 1, end)); a video may
 hold several intervals (K > 1); MATLAB may store the cell as n x 1 instead of 1 x n; test
-videos are matched to ``gt`` entries in sorted folder order, so the counts must agree.
+videos are matched to ``gt`` entries in sorted folder order, so the counts must agree; an entry
+must be 2 x K whole numbers (a transposed K x 2 or a fractional frame is refused, not read
+wrongly); a v7.3 (HDF5) ``.mat`` is refused with how to re-save it.
 """
 
 from __future__ import annotations
@@ -20,11 +22,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import scipy.io
 
 from vadbench.datasets.canonical import SourceVideos, ordered_frames
 from vadbench.datasets.shanghaitech import read_frame_mask
 from vadbench.errors import DatasetError
+from vadbench.scorefiles import load_mat
 
 
 def find_root(path: Path) -> Path:
@@ -39,24 +41,22 @@ def find_root(path: Path) -> Path:
 
 
 def parse_intervals(mat_path: Path, lengths: list[int]) -> list[np.ndarray]:
-    """Per-frame 0/1 labels from a Liu ``gt`` file, one array per test video of ``lengths``."""
-    try:
-        gt = scipy.io.loadmat(mat_path)["gt"]
-    except (scipy.io.matlab.MatReadError, ValueError, OSError, KeyError, TypeError) as err:
-        raise DatasetError(f"{mat_path}: cannot read variable 'gt' ({err!r}); expected a Liu et al. .mat") from None
-    cells = list(np.asarray(gt, dtype=object).ravel())
+    """Per-frame 0/1 labels from a Liu ``gt`` file, one array per test video of ``lengths``.
+
+    Raises:
+        DatasetError: naming ``mat_path``: unreadable or v7.3 file, no ``gt``, a count of entries
+            other than ``len(lengths)``, an entry that is not 2 x K whole numbers, or an interval
+            outside its video.
+    """
+    gt = load_mat(mat_path, "gt", "a Liu et al. .mat whose 'gt' holds one 2 x K [start; end] array per test video")
+    cells = list(np.asarray(gt, dtype=object).ravel()) if gt.dtype == object else [gt]
     if len(cells) != len(lengths):
         raise DatasetError(
             f"{mat_path}: 'gt' holds {len(cells)} entries but testing/frames holds {len(lengths)} videos"
         )
     labels = []
     for i, (cell, n) in enumerate(zip(cells, lengths)):
-        try:
-            intervals = np.asarray(cell, dtype=np.int64).reshape(2, -1)
-        except (ValueError, TypeError):
-            raise DatasetError(
-                f"{mat_path}: entry {i + 1} of 'gt' is not a 2 x K array of [start; end] (got {cell!r})"
-            ) from None
+        intervals = _interval_array(mat_path, i, cell)
         label = np.zeros(n, dtype=np.uint8)
         for start, end in intervals.T:
             if not 1 <= start <= end <= n:
@@ -67,6 +67,27 @@ def parse_intervals(mat_path: Path, lengths: list[int]) -> list[np.ndarray]:
             label[start - 1 : end] = 1
         labels.append(label)
     return labels
+
+
+def _interval_array(mat_path: Path, i: int, cell: object) -> np.ndarray:
+    """Entry ``i`` of ``gt`` as a (2, K) int64 array of [start; end] rows (K = 0 for a normal video)."""
+    bad = f"{mat_path}: entry {i + 1} of 'gt' is not a 2 x K array of whole-number [start; end] frames"
+    try:
+        values = np.asarray(cell, dtype=np.float64)
+    except (ValueError, TypeError):
+        raise DatasetError(f"{bad} (got {repr(cell)[:60]}); save gt{{{i + 1}}} = [starts; ends] as numbers") from None
+    if values.size == 0:
+        return np.zeros((2, 0), dtype=np.int64)
+    if values.shape == (2,):
+        values = values.reshape(2, 1)
+    if values.ndim != 2 or values.shape[0] != 2:
+        transposed = values.ndim == 2 and values.shape[1] == 2
+        raise DatasetError(f"{bad} (got shape {values.shape})"
+                           + (f"; it looks transposed, save gt{{{i + 1}}}' instead" if transposed else ""))
+    odd = values[~np.isfinite(values) | (values != np.round(values))]
+    if len(odd):
+        raise DatasetError(f"{bad} (it holds {odd[:3].tolist()}); frames are 1-based whole numbers")
+    return values.astype(np.int64)
 
 
 def read(path: str | Path, workdir: Path | None = None) -> SourceVideos:

@@ -26,6 +26,7 @@ import numpy as np
 from vadbench.datasets.canonical import SourceVideos, ordered_frames
 from vadbench.datasets.video import decode_video
 from vadbench.errors import DatasetError
+from vadbench.scorefiles import load_arrays
 
 REQUIRED = ("training/videos", "testing/frames", "testing/test_frame_mask")
 MISSING_SOURCE_HELP = """\
@@ -71,16 +72,15 @@ def read_frame_mask(npy: Path, n_frames: int) -> np.ndarray:
     Raises:
         DatasetError: unreadable file, not a 1-D 0/1 array, or a length other than ``n_frames``.
     """
-    try:
-        mask = np.load(npy, allow_pickle=False)
-    except (ValueError, OSError, EOFError) as err:
-        raise DatasetError(f"{npy}: cannot read this frame mask ({err}); re-extract the dataset.") from None
+    mask = np.asarray(load_arrays(npy))  # a pickled, oversized or truncated file is refused from its header
     if mask.ndim != 1:
         raise DatasetError(f"{npy}: frame mask has shape {mask.shape}; expected one 0/1 entry per frame (1-D)")
-    if mask.dtype.kind not in "biuf" or not np.isin(mask, (0, 1)).all():
+    if mask.dtype.kind not in "biuf":
+        raise DatasetError(f"{npy}: frame mask has dtype {mask.dtype}; expected one 0/1 number per frame")
+    if not np.isin(mask, (0, 1)).all():
         raise DatasetError(
-            f"{npy}: frame mask holds values other than 0 and 1 (found {np.unique(mask)[:5].tolist()}); "
-            "expected 0/1 per frame"
+            f"{npy}: frame mask holds values other than 0 and 1 (found "
+            f"{np.unique(mask[~np.isin(mask, (0, 1))])[:5].tolist()}); expected 0/1 per frame. Re-extract the dataset."
         )
     if len(mask) != n_frames:
         raise DatasetError(

@@ -10,7 +10,8 @@
         Test/UCSDped2.m                 TestDataset{end+1}.gt_frame = [61:180];  one line per video
 
 Pitfalls handled: the ``.m`` file is MATLAB source, parsed here rather than executed; a line may
-hold several ranges (``[1:10, 40:52]``) or single frames; the variable is ``TestDataset`` in the
+hold several ranges (``[1:10, 40:52]``), single frames or stepped ranges (``1:2:9``, every
+other frame, as MATLAB reads it); the variable is ``TestDataset`` in the
 archive but other names (``TestVideoFile``) are accepted; macOS ``._`` files and the ``_gt``
 mask folders are not videos. The pixel masks are kept in the canonical layout
 (``masks/<video>/0000.bmp``) for localisation; frame labels come from the ``.m`` file, the
@@ -31,32 +32,53 @@ from vadbench.errors import DatasetError
 _GT_LINE = re.compile(r"\{\s*end\s*\+\s*1\s*\}\s*\.\s*gt_frame\s*=\s*\[([^\]]*)\]")
 
 
-def parse_gt_m(m_path: Path) -> list[list[tuple[int, int]]]:
-    """1-based inclusive (start, end) ranges per test video, in file order."""
+def parse_gt_m(m_path: Path) -> list[list[range]]:
+    """The 1-based anomalous frames of each test video, in file order, as MATLAB ranges.
+
+    ``a:b`` is ``range(a, b + 1)``, ``a:step:b`` is ``range(a, b + 1, step)`` (``1:2:7`` is
+    frames 1, 3, 5, 7, as in MATLAB) and a single number ``a`` is ``range(a, a + 1)``.
+
+    Raises:
+        DatasetError: naming ``m_path`` (and the line): unreadable, no ``gt_frame`` lines, or a
+            range that is not ``a``, ``a:b`` or ``a:step:b`` of whole numbers, or that is empty.
+    """
+    from vadbench.scorefiles import check_size
+
+    check_size(m_path, "UCSD ground-truth file")
+    try:
+        text = Path(m_path).read_text(errors="replace")
+    except OSError as err:
+        raise DatasetError(f"{m_path}: cannot read this ground-truth file ({err})") from None
     videos = []
-    for lineno, line in enumerate(m_path.read_text(errors="replace").splitlines(), 1):
+    for lineno, line in enumerate(text.splitlines(), 1):
         line = line.split("%", 1)[0]
         match = _GT_LINE.search(line)
         if not match:
             continue
-        ranges = []
-        for token in re.split(r"[,\s;]+", match.group(1).strip()):
-            if not token:
-                continue
-            bounds = token.split(":")
-            try:
-                numbers = [int(b) for b in bounds]
-            except ValueError:
-                raise DatasetError(f"{m_path}:{lineno}: cannot read range {token!r} in {line.strip()!r}") from None
-            if len(numbers) == 1:
-                numbers = numbers * 2
-            elif len(numbers) == 3:  # MATLAB a:step:b with step 1
-                numbers = [numbers[0], numbers[2]]
-            ranges.append((numbers[0], numbers[-1]))
-        videos.append(ranges)
+        videos.append([_matlab_range(m_path, lineno, line, token)
+                       for token in re.split(r"[,\s;]+", match.group(1).strip()) if token])
     if not videos:
         raise DatasetError(f"{m_path}: no 'TestDataset{{end+1}}.gt_frame = [a:b];' lines; is this the UCSD ground truth?")
     return videos
+
+
+def _matlab_range(m_path: Path, lineno: int, line: str, token: str) -> range:
+    """One MATLAB range token (``a``, ``a:b``, ``a:step:b``) as the range of frames it lists."""
+    bounds = token.split(":")
+    try:
+        numbers = [int(b) for b in bounds]
+    except ValueError:
+        numbers = []
+    if not 1 <= len(numbers) <= 3:
+        raise DatasetError(f"{m_path}:{lineno}: cannot read range {token!r} in {line.strip()!r}; expected a, a:b or "
+                           "a:step:b of whole frame numbers")
+    start, step, end = (numbers[0], 1, numbers[0]) if len(numbers) == 1 else (
+        (numbers[0], 1, numbers[1]) if len(numbers) == 2 else tuple(numbers))
+    frames = range(start, end + (1 if step > 0 else -1), step) if step else range(0)
+    if not frames:
+        raise DatasetError(f"{m_path}:{lineno}: range {token!r} lists no frame (MATLAB reads it as empty); "
+                           "write a:b with a <= b")
+    return frames
 
 
 def find_scene(path: Path, scene: str) -> Path:
@@ -96,11 +118,14 @@ def read(path: str | Path, workdir: Path | None = None, scene: str = "UCSDped2")
     return source
 
 
-def ranges_to_label(ranges: list[tuple[int, int]], n_frames: int, m_path: Path, video: str) -> np.ndarray:
-    """(n_frames,) uint8 0/1 labels from one video's 1-based inclusive ``gt_frame`` ranges."""
+def ranges_to_label(ranges: list[range], n_frames: int, m_path: Path, video: str) -> np.ndarray:
+    """(n_frames,) uint8 0/1 labels from one video's 1-based ``gt_frame`` ranges (:func:`parse_gt_m`)."""
     label = np.zeros(n_frames, dtype=np.uint8)
-    for start, end in ranges:
-        if not 1 <= start <= end <= n_frames:
-            raise DatasetError(f"{m_path}: {video} has range {start}:{end}, outside its frames 1..{n_frames}")
-        label[start - 1 : end] = 1
+    for frames in ranges:
+        low, high = min(frames[0], frames[-1]), max(frames[0], frames[-1])
+        if not 1 <= low <= high <= n_frames:
+            step = f":{frames.step}" if frames.step != 1 else ""
+            raise DatasetError(f"{m_path}: {video} has range {frames[0]}{step}:{frames[-1]}, outside its frames "
+                               f"1..{n_frames}")
+        label[np.asarray(frames) - 1] = 1
     return label

@@ -7,7 +7,8 @@ quality 95) so the canonical conversion can treat a decoded video like any frame
 Pitfalls handled: PyAV raises its own ``FFmpegError`` family (some also ``OSError`` or
 ``ValueError``) at open time *and* in the middle of a stream, so both are turned into a
 :class:`~vadbench.errors.DatasetError` naming the file and the frame reached; a file without a
-video stream, or one that yields no frame at all, is an error rather than an empty video.
+video stream, or one that yields no frame at all, is an error rather than an empty video; a
+frame above Pillow's pixel limit is refused before it is converted.
 """
 
 from __future__ import annotations
@@ -54,7 +55,14 @@ def decode_video(avi: Path, out_dir: Path) -> list[Path]:
         frames = container.decode(stream)
         while True:
             try:
-                image = next(frames).to_ndarray(format="rgb24")
+                frame = next(frames)
+                if frame.width * frame.height > Image.MAX_IMAGE_PIXELS:
+                    raise DatasetError(
+                        f"{avi}: frame {len(paths)} is {frame.width}x{frame.height}, above the limit of "
+                        f"{Image.MAX_IMAGE_PIXELS} pixels (Pillow's decompression-bomb guard); no surveillance "
+                        "video is this large. Re-encode the video at its dataset's resolution."
+                    )
+                image = frame.to_ndarray(format="rgb24")
             except StopIteration:
                 break
             except _AV_ERRORS as err:
