@@ -152,6 +152,14 @@ def test_decoded_frames_are_numbered_from_zero(tmp_path, codec):
     assert Image.open(paths[0]).size == (W, H)
 
 
+def test_a_video_longer_than_the_frame_cap_is_refused(tmp_path, monkeypatch):
+    import vadbench.datasets.video as video
+
+    monkeypatch.setattr(video, "MAX_FRAMES", 2)  # a 3-frame video stands in for an endless one
+    with pytest.raises(DatasetError, match=r"v.avi: decodes to more than 2 frames"):
+        decode_video(write_avi(tmp_path / "v.avi", 3), tmp_path / "out")
+
+
 def write_shanghaitech(root: Path, masks: dict[str, list[int]], frames: dict[str, int] | None = None) -> Path:
     """ShanghaiTech Campus as its archive unpacks; ``frames`` overrides test video lengths."""
     write_avi(root / "training/videos/01_001.avi", 3)

@@ -8,7 +8,8 @@ Pitfalls handled: PyAV raises its own ``FFmpegError`` family (some also ``OSErro
 ``ValueError``) at open time *and* in the middle of a stream, so both are turned into a
 :class:`~vadbench.errors.DatasetError` naming the file and the frame reached; a file without a
 video stream, or one that yields no frame at all, is an error rather than an empty video; a
-frame above Pillow's pixel limit is refused before it is converted.
+frame above Pillow's pixel limit is refused before it is converted, and a video of more than
+``MAX_FRAMES`` frames before it fills the disk.
 """
 
 from __future__ import annotations
@@ -21,6 +22,9 @@ from PIL import Image
 from vadbench.errors import DatasetError
 
 JPEG_QUALITY = 95
+# The longest test or training video of the supported datasets has a few thousand frames; a million
+# (9 hours at 30 fps) bounds what one crafted file can write to the disk.
+MAX_FRAMES = 1_000_000
 _AV_ERRORS = (av.FFmpegError, OSError, ValueError, IndexError)
 
 
@@ -67,6 +71,11 @@ def decode_video(avi: Path, out_dir: Path) -> list[Path]:
                 break
             except _AV_ERRORS as err:
                 raise _undecodable(avi, err, len(paths)) from None
+            if len(paths) >= MAX_FRAMES:
+                raise DatasetError(
+                    f"{avi}: decodes to more than {MAX_FRAMES:,} frames (vadbench.datasets.video.MAX_FRAMES); no "
+                    "dataset video is this long. Cut the video into shorter clips, or check that it is not corrupt."
+                )
             # outside the PyAV try: an OSError here (disk full) is not a corrupt video
             path = out_dir / f"{len(paths):06d}.jpg"
             Image.fromarray(image).save(path, quality=JPEG_QUALITY)
