@@ -87,14 +87,14 @@ def test_a_job_whose_parent_is_killed_gets_sigterm_and_cleans_up(tmp_path):
     """parent -> job; SIGKILL the parent; the job's finally block runs and it exits 143."""
     job = textwrap.dedent(f"""
         import sys, time
-        from vadbench.lifetime import stop_when_orphaned, terminate_cleanly
-        terminate_cleanly()
+        from vadbench.lifetime import stop_on_signals, stop_when_orphaned
         stop_when_orphaned(interval=0.05)
         open({str(tmp_path / "started")!r}, "w").close()
-        try:
-            time.sleep(60)
-        finally:
-            open({str(tmp_path / "cleaned")!r}, "w").close()
+        with stop_on_signals():
+            try:
+                time.sleep(60)
+            finally:
+                open({str(tmp_path / "cleaned")!r}, "w").close()
     """)
     parent = subprocess.Popen([sys.executable, "-c",
                                f"import subprocess, sys, time; subprocess.Popen([sys.executable, '-c', {job!r}]); "

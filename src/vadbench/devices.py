@@ -16,7 +16,6 @@ else, and lock files are opened with ``O_NOFOLLOW`` and never truncated before t
 from __future__ import annotations
 
 import contextlib
-import errno
 import fcntl
 import os
 import stat
@@ -27,6 +26,7 @@ from typing import Iterator
 import torch
 
 from vadbench.errors import VadbenchError
+from vadbench.fileio import open_lock_file, write_lock_owner
 from vadbench.logs import get_logger
 
 log = get_logger("devices")
@@ -85,20 +85,10 @@ def private_lock_dir(folder: str | Path) -> Path:
 
 
 def _open_lock(path: Path) -> int:
-    """Open (create, mode 0600) a lock file without following a symlink and without truncating it."""
-    try:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
-    except OSError as err:
-        if err.errno == errno.ELOOP:
-            raise LockDirError(f"GPU lock file {path} is a symlink; remove it, or set {LOCK_DIR_ENV} to a folder "
-                               "only you can write to") from err
-        raise
-    st = os.fstat(fd)
-    if not stat.S_ISREG(st.st_mode) or st.st_uid != os.getuid():
-        os.close(fd)
-        raise LockDirError(f"GPU lock file {path} is not a regular file of yours; remove it, or set {LOCK_DIR_ENV} "
-                           "to a folder only you can write to")
-    return fd
+    """Open a GPU lock file (see :func:`vadbench.fileio.open_lock_file`)."""
+    return open_lock_file(path, lambda symlink: LockDirError(
+        f"GPU lock file {path} is {'a symlink' if symlink else 'not a regular file of yours'}; remove it, or set "
+        f"{LOCK_DIR_ENV} to a folder only you can write to"))
 
 
 @contextlib.contextmanager
@@ -125,8 +115,7 @@ def claim_gpu(count: int, lock_dir: str | Path | None = None) -> Iterator[int | 
             os.close(fd)
             continue
         try:
-            os.ftruncate(fd, 0)  # only now that the lock is ours
-            os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+            write_lock_owner(fd)  # only now that the lock is ours
             yield index
         finally:
             fcntl.flock(fd, fcntl.LOCK_UN)

@@ -8,14 +8,18 @@ vadbench writes goes to a temporary sibling first and is renamed into place on s
 from __future__ import annotations
 
 import contextlib
+import errno
 import glob
 import json
 import os
 import re
 import shutil
 import socket
+import stat
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
+
+from vadbench.lifetime import process_alive
 
 
 @contextlib.contextmanager
@@ -54,12 +58,8 @@ def remove_orphaned_temporaries(path: str | Path) -> None:
         pid = re.match(r"\d+", tmp.name[len(prefix):])
         if pid is None or int(pid.group()) == os.getpid():
             continue
-        try:
-            os.kill(int(pid.group()), 0)
-        except ProcessLookupError:
+        if not process_alive(int(pid.group())):
             _remove(tmp)
-        except PermissionError:
-            pass
 
 
 def _remove(path: Path) -> None:
@@ -88,3 +88,26 @@ def write_csv(path: str | Path, rows: list[dict[str, Any]]) -> None:
 
 def read_json(path: str | Path) -> Any:
     return json.loads(Path(path).read_text())
+
+
+def open_lock_file(path: str | Path, refuse: Callable[[bool], Exception]) -> int:
+    """Open (create, mode 0600) a lock file for ``flock``: never through a symlink, never truncated,
+    and only a regular file of this user's. ``refuse(is_symlink)`` builds the error to raise, so
+    each caller names its own fix; returns the file descriptor."""
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    except OSError as err:
+        if err.errno == errno.ELOOP:
+            raise refuse(True) from None
+        raise
+    st = os.fstat(fd)
+    if not stat.S_ISREG(st.st_mode) or st.st_uid != os.getuid():
+        os.close(fd)
+        raise refuse(False)
+    return fd
+
+
+def write_lock_owner(fd: int) -> None:
+    """Record this process as the holder of a lock just taken on ``fd`` (for a waiting job's log)."""
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)

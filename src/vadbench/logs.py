@@ -5,15 +5,14 @@ in :func:`redirect_to`: stdout, stderr, warnings and the ``vadbench`` logger all
 A :class:`~vadbench.errors.VadbenchError` (bad input, which the message explains) becomes the
 single line ``error: <message>`` in the log and on the job's real stderr, and the job exits
 with status 2; any other exception is a bug and is written with its traceback, then propagates.
-A job also ends cleanly when it is stopped from outside (:mod:`vadbench.lifetime`): SIGTERM
-becomes an exception, and a job whose Snakemake process is gone stops itself.
+A job also ends cleanly when it is stopped from outside (:mod:`vadbench.lifetime`): SIGTERM and
+SIGINT become an exception, and a job whose Snakemake process is gone stops itself.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
-import signal
 import sys
 import threading
 import traceback
@@ -32,19 +31,13 @@ def get_logger(name: str = "") -> logging.Logger:
 _watching = False
 
 
-def _stop_cleanly():
-    """SIGTERM -> :class:`~vadbench.lifetime.Terminated`, and stop when the parent dies; returns the
-    SIGTERM handler to restore (None off the main thread, where handlers cannot be set)."""
+def _watch_parent() -> None:
+    """Stop this job (SIGTERM) when the Snakemake that started it is gone; one watcher per process."""
     global _watching
-    from vadbench.lifetime import stop_when_orphaned, terminate_cleanly
+    from vadbench.lifetime import stop_when_orphaned
 
-    if threading.current_thread() is not threading.main_thread():
-        return None
-    previous = signal.getsignal(signal.SIGTERM)
-    terminate_cleanly()
-    if not _watching:
+    if not _watching and threading.current_thread() is threading.main_thread():
         _watching = stop_when_orphaned() is not None
-    return previous
 
 
 @contextlib.contextmanager
@@ -67,9 +60,12 @@ def redirect_to(log_path: str | Path) -> Iterator[None]:
         logging.getLogger("py.warnings").addHandler(handler)
         old_out, old_err = sys.stdout, sys.stderr
         sys.stdout = sys.stderr = stream
-        previous_sigterm = _stop_cleanly()
+        _watch_parent()
+        from vadbench.lifetime import stop_on_signals
+
         try:
-            yield
+            with stop_on_signals():
+                yield
         except VadbenchError as err:
             for out in (stream, old_err):
                 print(f"error: {err}", file=out, flush=True)
@@ -83,8 +79,6 @@ def redirect_to(log_path: str | Path) -> Iterator[None]:
             stream.write(redact_uri(traceback.format_exc()))
             raise
         finally:
-            if previous_sigterm is not None:
-                signal.signal(signal.SIGTERM, previous_sigterm)
             sys.stdout, sys.stderr = old_out, old_err
             logger.removeHandler(handler)
             logging.getLogger("py.warnings").removeHandler(handler)

@@ -22,7 +22,7 @@ import socket
 import sys
 from pathlib import Path
 
-from vadbench.lifetime import process_start_time
+from vadbench.lifetime import process_alive, process_start_time
 
 OWNERS = Path(".snakemake") / "vadbench-owners"
 LOCKS = Path(".snakemake") / "locks"
@@ -31,15 +31,7 @@ LOCKS = Path(".snakemake") / "locks"
 def _alive(record: dict) -> bool:
     if record.get("host") != socket.gethostname():
         return True  # cannot be checked from here: assume it runs
-    if not Path("/proc").is_dir():
-        try:
-            os.kill(int(record["pid"]), 0)
-        except ProcessLookupError:
-            return False
-        except PermissionError:
-            return True
-        return True
-    return process_start_time(int(record["pid"])) == record.get("start_time")
+    return process_alive(int(record["pid"]), record.get("start_time") or "unrecorded")
 
 
 def _records(workdir: Path) -> list[tuple[Path, dict]]:

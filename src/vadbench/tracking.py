@@ -30,15 +30,13 @@ import fcntl
 import io
 import os
 import re
-import signal
 import socket
 import sys
-import threading
 import time
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-from vadbench.lifetime import process_start_time
+from vadbench.lifetime import process_alive, process_start_time, stop_on_signals
 from vadbench.logs import get_logger
 
 log = get_logger("tracking")
@@ -97,7 +95,12 @@ def store_lock(uri: str, timeout_s: float = STORE_LOCK_TIMEOUT_S) -> Iterator[No
         return
     path.parent.mkdir(parents=True, exist_ok=True)
     lock = path.with_name(path.name + ".lock")
-    fd = os.open(lock, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    from vadbench.errors import ConfigError
+    from vadbench.fileio import open_lock_file
+
+    fd = open_lock_file(lock, lambda symlink: ConfigError(
+        f"MLflow store lock {lock} is {'a symbolic link' if symlink else 'not a regular file of yours'}; remove it "
+        "and rerun"))
     try:
         deadline = time.monotonic() + timeout_s
         while True:
@@ -268,37 +271,6 @@ class RunLogger:
         sys.stdout.write(redact_uri(printed.getvalue()))
 
 
-class Stopped(SystemExit):
-    """The job received SIGTERM or SIGINT; exit status 128 + the signal number."""
-
-    def __init__(self, signum: int) -> None:
-        super().__init__(128 + signum)
-        self.signum = signum
-
-    def __str__(self) -> str:
-        return f"stopped by {signal.Signals(self.signum).name}"
-
-
-@contextlib.contextmanager
-def stop_on_signals() -> Iterator[None]:
-    """Raise :class:`Stopped` on SIGTERM or SIGINT inside the block (main thread only; elsewhere a
-    no-op); the previous handlers come back afterwards. Training installs its own SIGTERM
-    handler on top, which first saves a checkpoint and then raises ``Preempted``."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def handler(signum, frame):  # noqa: ARG001
-        raise Stopped(signum)
-
-    previous = {s: signal.signal(s, handler) for s in (signal.SIGTERM, signal.SIGINT)}
-    try:
-        yield
-    finally:
-        for s, h in previous.items():
-            signal.signal(s, h)
-
-
 @contextlib.contextmanager
 def tracked(open_run: Callable[..., RunLogger], *args: Any, **kwargs: Any) -> Iterator[RunLogger]:
     """Open a run with ``open_run(*args, **kwargs)`` and end it with the block: ``FINISHED``;
@@ -321,15 +293,10 @@ def tracked(open_run: Callable[..., RunLogger], *args: Any, **kwargs: Any) -> It
 def _job_alive(pid: int, recorded_start: str | None) -> bool:
     """Whether ``pid`` on this host is still the job that wrote the tags: it exists and either has
     the recorded start time, or (no start time to compare) runs Python."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+    if not process_alive(pid, recorded_start or None):
         return False
-    except PermissionError:
-        pass  # exists, owned by someone else
-    started = process_start_time(pid)
-    if recorded_start and started is not None:
-        return started == recorded_start
+    if recorded_start and process_start_time(pid) is not None:
+        return True
     try:
         cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
     except OSError:

@@ -36,7 +36,6 @@ of the longer schedule, and the epochs already paid for are kept.
 from __future__ import annotations
 
 import contextlib
-import errno
 import fcntl
 import os
 import pickle
@@ -54,7 +53,7 @@ import torch
 import vadbench
 from vadbench.clips import ClipLoader, hold_out_videos, load_index
 from vadbench.errors import ConfigError, DatasetError
-from vadbench.fileio import atomic_path
+from vadbench.fileio import atomic_path, open_lock_file, write_lock_owner
 from vadbench.fingerprint import data_fingerprint, describe, difference
 from vadbench.logs import get_logger
 from vadbench.models import build_model
@@ -114,12 +113,9 @@ def job_lock(checkpoint_path: str | Path) -> Iterator[Path]:
     checkpoint_path = Path(checkpoint_path)
     lock_path = checkpoint_path.with_name(f"{checkpoint_path.name}.lock")
     lock_path.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
-    except OSError as err:
-        if err.errno != errno.ELOOP:
-            raise
-        raise DatasetError(f"{lock_path} is a symbolic link, not a lock file vadbench made; remove it and rerun.") from None
+    fd = open_lock_file(lock_path, lambda symlink: DatasetError(
+        f"{lock_path} is {'a symbolic link' if symlink else 'not a regular file of yours'}, not a lock file vadbench "
+        "made; remove it and rerun."))
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -128,8 +124,7 @@ def job_lock(checkpoint_path: str | Path) -> Iterator[Path]:
             log.warning("%s is held: waiting for pid %s, which is training the same model", lock_path, holder)
             fcntl.flock(fd, fcntl.LOCK_EX)
             log.info("pid %s is done with %s", holder, checkpoint_path)
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        write_lock_owner(fd)
         yield lock_path
     finally:
         os.close(fd)
