@@ -52,9 +52,26 @@ presets:
   tiny_mnad_pred:
     <<: *tiny_mnad
     clip_length: 5
+  tiny_ammc:
+    frame_size: [32, 32]
+    channels: 1
+    clip_length: 5
+    train_stride: 2
+    test_stride: 1
+    widths: [4, 8, 8, 8]
+    discriminator_widths: [8, 8]
+    epochs: 1
+    batch_size: 8
+    stage1: {epochs: 2, batch_size: 8}
+    optimizer: adam
+    lr: 0.001
+    amp: none
+    flow: {method: dis, normalisation: clip, max_displacement: 2.0}
 variants:
   mnad_recon: {presets: {tiny: tiny_mnad_recon}}
   mnad_pred: {presets: {tiny: tiny_mnad_pred}}
+  ammc: {presets: {tiny: tiny_ammc}, params: {n_embed: 16, embed_dim: 8}}
+  ammc_appearance: {presets: {tiny: tiny_ammc}}
 summary:
   datasets: [toy]
   variants: [ae, memae]
@@ -65,6 +82,47 @@ summary:
 SLOW_CONFIG = TINY_CONFIG.replace("seeds: [0, 1]", "seeds: [0]").replace("train_stride: 4", "train_stride: 1").replace(
     "epochs: 2", "epochs: 6")
 SLOW_TARGET = "results/toy_memae_auc.json"
+
+
+def _merge(base: dict, overlay: dict) -> dict:
+    """``overlay`` merged into a copy of ``base`` key by key, as Snakemake merges a ``--configfile``."""
+    merged = dict(base)
+    for key, value in overlay.items():
+        merged[key] = _merge(merged[key], value) if isinstance(value, dict) and isinstance(merged.get(key), dict) else value
+    return merged
+
+
+def tiny_config() -> dict:
+    """config/config.yaml with the tiny overlay merged in."""
+    import yaml
+
+    return _merge(yaml.safe_load((REPO / "config/config.yaml").read_text()), yaml.safe_load(TINY_CONFIG))
+
+
+def prepare_tiny_data(root: Path, clip_length: int = 16, train_stride: int = 4, seed: int = 0) -> Path:
+    """The tiny synthetic dataset (rendered from ``seed``) converted, decoded at 32x32 gray and
+    indexed under ``root``: ``root/arrays`` and ``root/clips.npz``, as the rules write them."""
+    import yaml
+
+    from vadbench.arrays import decode_videos
+    from vadbench.clips import build_index
+    from vadbench.datasets import convert_source
+    from vadbench.datasets.synthetic import SyntheticSpec, generate
+
+    spec = yaml.safe_load(TINY_CONFIG)["datasets"]["toy"]["synthetic"]
+    generate(root / "source", SyntheticSpec(**{**spec, "seed": seed}))
+    convert_source(root / "source", "liu", root / "frames")
+    decode_videos(root / "frames", root / "arrays", (32, 32), 1)
+    build_index(root / "arrays", clip_length, train_stride, 1, root / "clips.npz")
+    return root
+
+
+def finished_workflow(root: Path, config: str, *targets: str) -> Path:
+    """A copy of the workflow under ``root`` with ``config`` as ``tiny.yaml``, run to ``targets``."""
+    workdir = copy_workflow(root)
+    (workdir / "tiny.yaml").write_text(config)
+    run_snakemake(workdir, *targets)
+    return workdir
 
 
 def copy_workflow(dest: Path) -> Path:

@@ -49,6 +49,15 @@ def test_shipped_config_is_valid(config):
         (lambda c: c.update(seeds=list(range(1000))), "seeds"),
         (lambda c: c["datasets"]["ped2"].pop("sha256"), "datasets.ped2.sha256"),
         (lambda c: c.update(archives={"max_ratio": 0.5}), "archives.max_ratio"),
+        (lambda c: c["variants"]["ammc_appearance"].update(streams_from="memae"), "variants.ammc_appearance.streams_from"),
+        (lambda c: c["variants"]["memae"].update(streams_from="ammc"), "variants.memae.streams_from"),
+        (lambda c: c["variants"]["ammc_appearance"]["presets"].update(cpu="ammc_toy"), "variants.ammc_appearance.streams_from"),
+        (lambda c: c["variants"]["ammc_appearance"]["params"].update(stream="motion"), "variants.ammc_appearance.params.stream"),
+        (lambda c: c["presets"]["ammc_cpu"].pop("flow"), "presets.ammc_cpu"),
+        (lambda c: c["presets"]["ammc_cpu"]["flow"].update(method="flownet2"), "presets.ammc_cpu.flow.method"),
+        (lambda c: c["presets"]["ammc_cpu"]["stage1"].update(lr=1), "presets.ammc_cpu.stage1"),
+        (lambda c: c["variants"]["ammc"]["protocol"].update(smoothing_mu=0), "variants.ammc.protocol.smoothing_mu"),
+        (lambda c: [c["variants"][v].pop("presets") for v in ("ammc", "ammc_appearance")], "presets.cpu.*variants.ammc.presets.cpu"),
     ],
 )
 def test_invalid_value_names_the_key(config, edit, key):
@@ -107,6 +116,25 @@ def test_mnad_variants_map_each_scale_to_their_own_preset(config):
     protocol = protocol_of(config, "toy", "mnad_pred")
     assert (protocol.name, protocol.offset, protocol.normalisation, protocol.alpha) == ("mnad", 4, "none", 0.6)
     assert protocol.reset_memory_per_video is False
+
+
+def test_ammc_stages_share_the_streams_and_resolve_their_own_presets(config):
+    from vadbench.config import stream_run_config, streams_needed, streams_owner
+
+    run = run_config(config, "toy", "ammc", 3)
+    assert run["preset_name"] == "ammc_toy" and run["model_params"]["t_length"] == 5
+    appearance = stream_run_config(config, "toy", "ammc", 3, "appearance")
+    assert appearance["model"] == "ammc_stream" and appearance["model_params"]["stream"] == "appearance"
+    assert appearance["preset"]["epochs"] == run["preset"]["stage1"]["epochs"] and "stage1" not in appearance["preset"]
+    assert "flow_weight" not in appearance["model_params"]
+    # stage 2 alone changed: the stage-1 run config, hence the trained streams, stay
+    config["presets"]["ammc_toy"]["epochs"] += 1
+    config["variants"]["ammc"]["params"]["flow_weight"] = 2.0
+    assert stream_run_config(config, "toy", "ammc", 3, "appearance") == appearance
+    assert streams_owner(config, "ammc") == "ammc" and streams_needed(config, "ammc") == ("appearance", "motion")
+    assert streams_owner(config, "ammc_appearance") == "ammc" and streams_needed(config, "ammc_appearance") == ("appearance",)
+    assert streams_owner(config, "memae") is None and streams_needed(config, "memae") == ()
+    assert protocol_of(config, "toy", "ammc").offset == 4
 
 
 def test_workflow_refuses_an_invalid_config_naming_the_key(workflow_copy: Path):

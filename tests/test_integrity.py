@@ -16,15 +16,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-import yaml
 
-from conftest import REPO, TINY_CONFIG
+from conftest import prepare_tiny_data, tiny_config
 from test_training import StopAfter
-from vadbench.arrays import decode_videos
 from vadbench.clips import build_index
 from vadbench.config import run_config
-from vadbench.datasets import convert_source
-from vadbench.datasets.synthetic import SyntheticSpec, generate
 from vadbench.errors import DatasetError
 from vadbench.protocol import Protocol
 from vadbench.scoring import score_videos
@@ -36,22 +32,12 @@ def data(tmp_path_factory) -> dict[str, Path]:
     """The toy dataset decoded twice with the same shapes and preset: A, and B rendered from another
     synthetic seed (as another source or a re-download of the same dataset would differ)."""
     root = tmp_path_factory.mktemp("data")
-    spec = yaml.safe_load(TINY_CONFIG)["datasets"]["toy"]["synthetic"]
-    for name, seed in (("A", 0), ("B", 1)):
-        generate(root / name / "source", SyntheticSpec(**{**spec, "seed": seed}))
-        convert_source(root / name / "source", "liu", root / name / "frames")
-        decode_videos(root / name / "frames", root / name / "arrays", (32, 32), 1)
-        build_index(root / name / "arrays", 16, 4, 1, root / name / "clips.npz")
-    return {"A": root / "A", "B": root / "B"}
+    return {name: prepare_tiny_data(root / name, seed=seed) for name, seed in (("A", 0), ("B", 1))}
 
 
 @pytest.fixture(scope="module")
 def run() -> dict:
-    config = yaml.safe_load((REPO / "config/config.yaml").read_text())
-    tiny = yaml.safe_load(TINY_CONFIG)
-    config["presets"].update(tiny["presets"])
-    config["datasets"]["toy"] = tiny["datasets"]["toy"]
-    return run_config(config, "toy", "memae", 7)
+    return run_config(tiny_config(), "toy", "memae", 7)
 
 
 @pytest.fixture(scope="module")
@@ -206,7 +192,7 @@ def test_ctrl_c_saves_mid_epoch_and_resumes_to_the_same_weights(data, run, tmp_p
         pytest.fail("Ctrl-C escaped as KeyboardInterrupt: the epoch was lost")
     assert stopped.value.code == 130 and not (tmp_path / "resumed.pt").exists()
     state = torch.load(tmp_path / "resumed.ckpt", weights_only=True)
-    assert state["partial"]["epoch"] == 1 and state["partial"]["next_batch"] == 1 and state["scheduler"]["last_epoch"] == 1
+    assert state["partial"]["epoch"] == 1 and state["partial"]["next_batch"] == 1 and state["scheduler"]["model"]["last_epoch"] == 1
     tracker = Epochs()
     train_model(*args, tmp_path / "resumed.pt", tmp_path / "resumed.ckpt", tracker=tracker)
     assert tracker.steps == [1]

@@ -119,7 +119,7 @@ def test_smoothing_is_a_gaussian_over_the_scored_frames():
 def test_named_protocols_and_overrides():
     assert Protocol.named("memae") == Protocol()
     assert Protocol.named("memae", edges="pad").edges == "pad"
-    with pytest.raises(ConfigError, match="known protocols: memae"):
+    with pytest.raises(ConfigError, match="known protocols: ammc, memae, mnad"):
         Protocol.named("paper2")
     with pytest.raises(ConfigError, match="unknown protocol key"):
         Protocol.named("memae", centre=True)

@@ -6,26 +6,15 @@ import pytest
 import torch
 import yaml
 
-from conftest import REPO, TINY_CONFIG
-from vadbench.arrays import decode_videos
-from vadbench.clips import build_index
+from conftest import prepare_tiny_data, tiny_config
 from vadbench.config import run_config
-from vadbench.datasets import convert_source
-from vadbench.datasets.synthetic import SyntheticSpec, generate
 from vadbench.training import load_trained, train_model
 
 
 @pytest.fixture(scope="module")
 def prepared(tmp_path_factory):
-    root = tmp_path_factory.mktemp("prepared")
-    config = yaml.safe_load((REPO / "config/config.yaml").read_text())
-    tiny = yaml.safe_load(TINY_CONFIG)
-    config["presets"].update(tiny["presets"])
-    config["datasets"]["toy"] = tiny["datasets"]["toy"]
-    generate(root / "source", SyntheticSpec(**tiny["datasets"]["toy"]["synthetic"]))
-    convert_source(root / "source", "liu", root / "frames")
-    decode_videos(root / "frames", root / "arrays", (32, 32), 1)
-    build_index(root / "arrays", 16, 4, 1, root / "clips.npz")
+    root = prepare_tiny_data(tmp_path_factory.mktemp("prepared"))
+    config = tiny_config()
     config["presets"]["tiny"]["epochs"] = 3
     return root, run_config(config, "toy", "memae", 7)
 
@@ -161,3 +150,20 @@ def test_saved_model_holds_weights_and_resolved_config(prepared, tmp_path):
     assert len(state["fingerprint"]["digest"]) == 64
     model, loaded_run = load_trained(tmp_path / "m.pt", torch.device("cpu"))
     assert loaded_run == run and not model.training
+
+
+def test_a_checkpoint_of_the_single_optimiser_format_still_resumes(prepared, tmp_path):
+    """Checkpoints written before models could own several optimisers hold one optimiser state."""
+    root, run = prepared
+    args = (run, root / "arrays", root / "clips.npz")
+    train_model(*args, tmp_path / "full.pt", tmp_path / "full.ckpt")
+    with pytest.raises(Interrupt):
+        train_model(*args, tmp_path / "old.pt", tmp_path / "old.ckpt", tracker=StopAfter(1))
+    state = torch.load(tmp_path / "old.ckpt", weights_only=True)
+    state["optimizer"], state["scheduler"] = state["optimizer"]["model"], None
+    torch.save(state, tmp_path / "old.ckpt")
+    tracker = StopAfter(None)
+    train_model(*args, tmp_path / "old.pt", tmp_path / "old.ckpt", tracker=tracker)
+    assert tracker.steps == [1, 2]
+    full, resumed = weights(tmp_path / "full.pt"), weights(tmp_path / "old.pt")
+    assert all(torch.equal(full[k], resumed[k]) for k in full)

@@ -20,12 +20,9 @@ sys.path.insert(0, str(REPO / "tests"))
 
 @pytest.fixture(scope="module")
 def finished(tmp_path_factory) -> Path:
-    from conftest import TINY_CONFIG, copy_workflow
+    from conftest import TINY_CONFIG, finished_workflow
 
-    workdir = copy_workflow(tmp_path_factory.mktemp("workflow"))
-    (workdir / "tiny.yaml").write_text(TINY_CONFIG)
-    run_snakemake(workdir, *TARGETS)
-    return workdir
+    return finished_workflow(tmp_path_factory.mktemp("workflow"), TINY_CONFIG, *TARGETS)
 
 
 def test_dry_run_shows_every_stage_in_order(workflow_copy):
@@ -45,7 +42,8 @@ def test_aggregate_json_reports_seeds_protocol_and_versions(finished):
     assert all(0.0 <= v <= 1.0 for v in values)
     assert result["protocol"] == {"clip_length": 16, "scored_frame": "centre", "edges": "drop",
                                   "normalisation": "per_video_minmax", "smoothing_sigma": 0.0, "alpha": None,
-                                  "update_threshold": None, "reset_memory_per_video": False, "name": "memae",
+                                  "update_threshold": None, "reset_memory_per_video": False, "commit_weight": None,
+                                  "smoothing_mu": None, "name": "memae",
                                   "scored_frame_index": 8}
     assert result["preset"]["name"] == "tiny" and result["preset"]["widths"] == [4, 8, 8, 8]
     assert result["versions"]["torch"].startswith("2.13")

@@ -51,7 +51,8 @@ def aggregate_seeds(auc_paths: list[str | Path], seeds: list[int], run: dict[str
         result[key] = mean_std(values)
     result["per_seed"] = [
         {"seed": s, **{k: r.get(k) for k in (*SUMMARISED, "micro_auc_ci95", "macro_skipped_videos", "frames_scored",
-                                             "per_video_auc", "mlflow_run_id")}}
+                                             "per_video_auc", "mlflow_run_id")},
+         **({"stage1_mlflow_run_ids": r["stage1_mlflow_run_ids"]} if r.get("stage1_mlflow_run_ids") else {})}
         for s, r in zip(seeds, records)
     ]
     result["protocol"] = records[0]["protocol"]

@@ -114,6 +114,8 @@ def evaluate_command(args: argparse.Namespace) -> dict:
     from vadbench.protocol import Protocol
     from vadbench.scorefiles import load_pair
 
+    from vadbench.errors import ConfigError
+
     check_evaluate_args(args)
     scores, labels, recorded = load_pair(args.scores, args.labels)
     if args.drop_first or args.drop_last:
@@ -123,6 +125,17 @@ def evaluate_command(args: argparse.Namespace) -> dict:
             if args.drop_last:
                 scores[v][-args.drop_last :] = np.nan
     overrides = {k: getattr(args, k) for k in ("edges", "normalisation", "smoothing_sigma") if getattr(args, k) is not None}
+    if args.commit_weight is not None or args.smoothing_mu is not None:
+        from vadbench.scoring import recombine_ammc
+
+        base = recorded.to_dict() if recorded is not None else {}
+        weights = {"commit_weight": args.commit_weight if args.commit_weight is not None else base.get("commit_weight"),
+                   "smoothing_mu": args.smoothing_mu if args.smoothing_mu is not None else base.get("smoothing_mu")}
+        if None in weights.values():
+            raise ConfigError("--commit-weight and --smoothing-mu: give both for a file that records neither")
+        Protocol.named("ammc", **weights)  # checks the ranges, naming the option
+        scores = recombine_ammc(scores, args.scores, **weights)
+        overrides.update(weights)
     if recorded is not None and args.protocol is None:
         protocol = Protocol.from_dict({**recorded.to_dict(), **overrides})
     else:
@@ -172,6 +185,8 @@ def main(argv: list[str] | None = None) -> int:
     e.add_argument("--smoothing-sigma", type=float, help="Gaussian smoothing of each video's scores, frames")
     e.add_argument("--drop-first", type=int, default=0, help="treat the first N frames of every video as unscored")
     e.add_argument("--drop-last", type=int, default=0, help="treat the last N frames of every video as unscored")
+    e.add_argument("--commit-weight", type=float, help="AMMC-Net score file: recombine with this lambda (0..1)")
+    e.add_argument("--smoothing-mu", type=float, help="AMMC-Net score file: recombine with this mu (0 < mu <= 1)")
     e.add_argument("--bootstrap", type=int, default=1000, help="resamples for the micro-AUC interval (0: none)")
     e.add_argument("--json", action="store_true", help="print the full result as JSON")
 

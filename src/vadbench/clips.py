@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from vadbench.arrays import open_videos
+from vadbench.errors import DatasetError
 from vadbench.fileio import atomic_path, read_json
 from vadbench.logs import get_logger
 
@@ -33,6 +34,26 @@ class ClipIndex:
 
     def __len__(self) -> int:
         return len(self.starts)
+
+
+@dataclass(frozen=True)
+class FlowClips:
+    """A batch of clips with the optical flow between their consecutive frames (AMMC-Net).
+
+    ``frames``: (B, C, T, H, W) in [-1, 1], as :class:`ClipLoader` yields without flow;
+    ``flows``: (B, 2, T-1, H, W), flow ``t`` from frame ``t`` to ``t+1`` (channel 0 horizontal,
+    1 vertical), normalised as the preset's ``flow.normalisation`` says (:mod:`vadbench.flow`).
+    Behaves like a tensor where the training loop needs it (``len``, ``.to``).
+    """
+
+    frames: torch.Tensor
+    flows: torch.Tensor
+
+    def __len__(self) -> int:
+        return len(self.frames)
+
+    def to(self, device: torch.device | str, non_blocking: bool = False) -> "FlowClips":
+        return FlowClips(self.frames.to(device, non_blocking=non_blocking), self.flows.to(device, non_blocking=non_blocking))
 
 
 def make_index(lengths: dict[str, int], clip_length: int, stride: int) -> ClipIndex:
@@ -93,20 +114,39 @@ def load_index(path: str | Path, split: str) -> ClipIndex:
         )
 
 
+@dataclass(frozen=True)
+class FlowInput:
+    """Where a loader finds the optical flow of its videos (``flow`` rule output) and how to
+    normalise it (the preset's ``flow`` section; :func:`vadbench.flow.normalise_flow`)."""
+
+    flow_dir: Path
+    normalisation: str
+    max_displacement: float = 1.0
+
+
 class ClipLoader:
     """Batches of clips gathered from memory-mapped video arrays.
 
-    Each batch is (B, C, T, H, W) float32 in [-1, 1] (the official ``Normalize(0.5, 0.5)``).
+    Each batch is (B, C, T, H, W) float32 in [-1, 1] (the official ``Normalize(0.5, 0.5)``);
+    given ``flow``, a :class:`FlowClips` that also holds the T-1 flows between the clip's frames.
     Order is fixed unless ``shuffle_seed`` is given, in which case epoch ``e`` uses the
     permutation drawn from a generator seeded with (shuffle_seed, e): any epoch's order can be
     reproduced on its own, which is what makes a resumed training run identical to an
     uninterrupted one.
     """
 
-    def __init__(self, arrays_dir: str | Path, split: str, index: ClipIndex, batch_size: int) -> None:
+    def __init__(self, arrays_dir: str | Path, split: str, index: ClipIndex, batch_size: int,
+                 flow: FlowInput | None = None) -> None:
         self.index = index
         self.batch_size = batch_size
         self.videos = open_videos(arrays_dir, split, index.videos)
+        self.flow = flow
+        self.flows = open_videos(flow.flow_dir, split, index.videos) if flow is not None else None
+        if self.flows is not None:
+            for name, video, flows in zip(index.videos, self.videos, self.flows):
+                if flows.shape != (len(video) - 1, *video.shape[1:3], 2):
+                    raise DatasetError(f"{flow.flow_dir / split / name}.npy holds flows of shape {flows.shape}, but the "
+                                       f"video has {video.shape}; rerun the flow rule (snakemake --forcerun flow).")
 
     def __len__(self) -> int:
         return (len(self.index) + self.batch_size - 1) // self.batch_size
@@ -124,4 +164,14 @@ class ClipLoader:
             ids = order[b : b + self.batch_size]
             stacked = np.stack([self.clip(i) for i in ids])  # (B, T, H, W, C) uint8
             clips = torch.from_numpy(stacked).permute(0, 4, 1, 2, 3).float().div_(127.5).sub_(1.0)
-            yield ids, clips
+            yield ids, (clips if self.flows is None else FlowClips(clips, self.clip_flows(ids)))
+
+    def clip_flows(self, ids: np.ndarray) -> torch.Tensor:
+        """(B, 2, T-1, H, W) float32 flows of clips ``ids``, normalised as ``self.flow`` says."""
+        from vadbench.flow import normalise_flow
+
+        length = self.index.clip_length - 1
+        stacked = np.stack([self.flows[self.index.video_ids[i]][self.index.starts[i]: self.index.starts[i] + length]
+                            for i in ids])  # (B, T-1, H, W, 2) float16
+        flows = torch.from_numpy(stacked.astype(np.float32)).permute(0, 4, 1, 2, 3)
+        return normalise_flow(flows, self.flow.normalisation, tuple(stacked.shape[2:4]), self.flow.max_displacement, axis=1)

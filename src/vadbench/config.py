@@ -108,6 +108,12 @@ def validate_config(config: dict[str, Any], schema_path: str | Path) -> None:
         config["seeds"] = normalise_seeds(config["seeds"])
     if isinstance(config.get("archives"), dict):
         config["archives"] = {k: _number(v) for k, v in config["archives"].items()}
+    mlflow = config.get("mlflow")
+    if isinstance(mlflow, dict):  # --config 'mlflow={system_metrics: false}' hands over strings
+        if isinstance(mlflow.get("system_metrics"), str) and mlflow["system_metrics"].lower() in ("true", "false"):
+            mlflow["system_metrics"] = mlflow["system_metrics"].lower() == "true"
+        if "system_metrics_interval" in mlflow:
+            mlflow["system_metrics_interval"] = _number(mlflow["system_metrics_interval"])
     _check_pinned(config)
     schema = yaml.safe_load(Path(schema_path).read_text())
     validator = jsonschema.Draft202012Validator(schema)
@@ -129,6 +135,11 @@ def validate_config(config: dict[str, Any], schema_path: str | Path) -> None:
     for name, variant in config["variants"].items():
         if variant["model"] not in MODELS:
             raise ConfigError(f"config key variants.{name}.model: unknown model {variant['model']!r}; known: {', '.join(MODELS)}")
+        _check_streams_from(config, name, variant)
+        stream = variant.get("params", {}).get("stream", "appearance")
+        if variant["model"] == "ammc_stream" and stream != "appearance":
+            raise ConfigError(f"config key variants.{name}.params.stream: {stream!r}; a stream scored on its own must be "
+                              "the appearance stream (AMMC-Net's score reads the predicted frame, not the flow)")
     for key, known in (("datasets", config["datasets"]), ("variants", config["variants"])):
         for name in config["summary"].get(key, []):
             if name not in known:
@@ -146,12 +157,40 @@ def validate_config(config: dict[str, Any], schema_path: str | Path) -> None:
             if base not in config["presets"]:
                 continue
             target = variant.get("presets", {}).get(base, base)
-            _check_preset_for_model(target, config["presets"][target], variant["model"])
+            try:
+                _check_preset_for_model(target, config["presets"][target], variant["model"])
+            except ConfigError as err:
+                if target != base:
+                    raise
+                raise ConfigError(f"{err}. Variant {name} runs at preset {base} of a dataset: give it a preset of its own "
+                                  f"with variants.{name}.presets.{base}: <preset>") from None
+
+
+def _check_streams_from(config: dict[str, Any], name: str, variant: dict[str, Any]) -> None:
+    """``streams_from`` names an AMMC-Net two-stream variant of the same presets."""
+    owner = variant.get("streams_from")
+    if owner is None:
+        return
+    key = f"config key variants.{name}.streams_from"
+    if variant["model"] not in AMMC_MODELS:
+        raise ConfigError(f"{key}: only AMMC-Net variants (model {' or '.join(AMMC_MODELS)}) start from stage-1 streams")
+    source = config["variants"].get(owner)
+    if source is None or source["model"] != "ammc" or "streams_from" in source:
+        raise ConfigError(f"{key}: {owner!r} must be a variant of model ammc that trains its own streams "
+                          f"(no streams_from of its own); AMMC-Net variants: "
+                          f"{', '.join(v for v, s in config['variants'].items() if s['model'] == 'ammc')}")
+    if variant.get("presets", {}) != source.get("presets", {}):
+        raise ConfigError(f"{key}: its presets {variant.get('presets', {})} differ from {owner}'s "
+                          f"{source.get('presets', {})}; the streams are trained at {owner}'s")
 
 
 def _check_preset_for_model(name: str, preset: dict[str, Any], model: str) -> None:
     t, (h, w) = preset["clip_length"], preset["frame_size"]
-    if model == "mnad":
+    if model in AMMC_MODELS:
+        if h % 8 or w % 8 or t < 3 or "flow" not in preset:
+            raise ConfigError(f"config key presets.{name}: AMMC-Net needs frame_size multiples of 8 (its U-Net pools "
+                              f"three times; got {h}x{w}), clip_length >= 3 (got {t}) and a `flow` section")
+    elif model == "mnad":
         if h % 8 or w % 8:
             raise ConfigError(f"config key presets.{name}: frame_size {h}x{w} must be multiples of 8 for MNAD "
                               "(its encoder pools three times)")
@@ -186,8 +225,10 @@ def run_config(config: dict[str, Any], dataset: str, variant: str, seed: int) ->
     preset_name, preset = preset_of(config, dataset, variant)
     spec = config["variants"][variant]
     hparams = {"in_channels": preset["channels"], "widths": list(preset["widths"]), **spec.get("params", {})}
-    if spec["model"] == "mnad":
-        hparams["t_length"] = preset["clip_length"]  # 1 reconstructs, 5 predicts the 5th frame from 4
+    if spec["model"] in ("mnad", *AMMC_MODELS):
+        hparams["t_length"] = preset["clip_length"]  # MNAD: 1 reconstructs; 5 predicts the 5th frame from 4
+    if spec["model"] in AMMC_MODELS and "discriminator_widths" in preset:
+        hparams["discriminator_widths"] = list(preset["discriminator_widths"])
     return {
         "dataset": dataset,
         "variant": variant,
@@ -197,6 +238,45 @@ def run_config(config: dict[str, Any], dataset: str, variant: str, seed: int) ->
         "preset_name": preset_name,
         "preset": copy.deepcopy(preset),
     }
+
+
+#: AMMC-Net's models: the two-stream network (stage 2) and one stream alone (stage 1).
+AMMC_MODELS = ("ammc", "ammc_stream")
+#: The streams of stage 1, in the order stage 2 takes them.
+STREAMS = ("appearance", "motion")
+#: Hyper-parameters of the joint model that a stream alone does not take.
+_JOINT_ONLY = ("flow_weight", "freeze_streams")
+
+
+def streams_owner(config: dict[str, Any], variant: str) -> str | None:
+    """The variant whose stage-1 streams ``variant`` uses (``streams_from``, else itself), or
+    ``None`` for a variant that trains in one stage (every model but AMMC-Net's two-stream one,
+    and a stream that trains itself)."""
+    spec = config["variants"][variant]
+    if "streams_from" in spec:
+        return spec["streams_from"]
+    return variant if spec["model"] == "ammc" else None
+
+
+def streams_needed(config: dict[str, Any], variant: str) -> tuple[str, ...]:
+    """The stage-1 streams a variant's ``train`` job starts from (none, both, or the one it promotes)."""
+    if streams_owner(config, variant) is None:
+        return ()
+    spec = config["variants"][variant]
+    return (spec.get("params", {}).get("stream", "appearance"),) if spec["model"] == "ammc_stream" else STREAMS
+
+
+def stream_run_config(config: dict[str, Any], dataset: str, variant: str, seed: int, stream: str) -> dict[str, Any]:
+    """The run config of one stage-1 stream of AMMC-Net's ``variant`` (its own, the owner of the streams).
+
+    It holds only what stage 1 depends on: the stream, the hyper-parameters both stages share,
+    and the preset with its ``stage1`` section (epochs, batch size) in place of stage 2's, so
+    that a change to stage 2 alone keeps the trained streams.
+    """
+    run = run_config(config, dataset, variant, seed)
+    preset = {k: v for k, v in run["preset"].items() if k != "stage1"} | run["preset"].get("stage1", {})
+    params = {k: v for k, v in run["model_params"].items() if k not in _JOINT_ONLY} | {"stream": stream}
+    return {**run, "model": "ammc_stream", "model_params": params, "preset": preset, "stage": f"stream_{stream}"}
 
 
 def flat_params(run: dict[str, Any]) -> dict[str, str]:

@@ -39,7 +39,7 @@ from vadbench.logs import get_logger
 
 log = get_logger("fingerprint")
 
-PARTS = {"arrays_manifest": "arrays manifest", "index": "clip index"}
+PARTS = {"arrays_manifest": "arrays manifest", "index": "clip index", "flow_manifest": "flow manifest"}
 
 
 def _canonical(data: Any) -> bytes:
@@ -65,7 +65,7 @@ def index_digest(index_path: str | Path) -> str:
     return digest.hexdigest()
 
 
-def check_arrays(arrays_dir: str | Path, manifest: dict[str, Any], verify: str = "size") -> None:
+def check_arrays(arrays_dir: str | Path, manifest: dict[str, Any], verify: str = "size", rule: str = "resize") -> None:
     """Raise :class:`DatasetError` unless every array file has the size (``verify="full"``: also
     the SHA-256) that ``manifest`` recorded when it was decoded."""
     arrays_dir = Path(arrays_dir)
@@ -80,12 +80,12 @@ def check_arrays(arrays_dir: str | Path, manifest: dict[str, Any], verify: str =
             expected = recorded.get(split, {}).get(video)
             if expected is None:
                 raise DatasetError(f"{arrays_dir / 'manifest.json'} lists video {split}/{video} but no checksum of "
-                                   f"{path}. Delete {arrays_dir} and rerun (snakemake --forcerun resize).")
+                                   f"{path}. Delete {arrays_dir} and rerun (snakemake --forcerun {rule}).")
             try:
                 size = path.stat().st_size
             except FileNotFoundError:
                 raise DatasetError(f"{path} is missing ({arrays_dir / 'manifest.json'} lists it). "
-                                   f"Delete {arrays_dir} and rerun (snakemake --forcerun resize).") from None
+                                   f"Delete {arrays_dir} and rerun (snakemake --forcerun {rule}).") from None
             found = f"{size} bytes" if size != expected["bytes"] else None
             if found is None and verify == "full" and file_sha256(path) != expected["sha256"]:
                 found = "other bytes"
@@ -93,38 +93,50 @@ def check_arrays(arrays_dir: str | Path, manifest: dict[str, Any], verify: str =
                 raise DatasetError(
                     f"{path}: {found}, but {arrays_dir / 'manifest.json'} recorded {expected['bytes']} bytes with SHA-256 "
                     f"{expected['sha256'][:12]} when it was decoded; the file was replaced or truncated since. "
-                    f"Delete {arrays_dir} and rerun (snakemake --forcerun resize)."
+                    f"Delete {arrays_dir} and rerun (snakemake --forcerun {rule})."
                 )
 
 
-def data_fingerprint(arrays_dir: str | Path, index_path: str | Path, verify: str = "size") -> dict[str, Any]:
+def _read_manifest(directory: Path, rule: str) -> dict[str, Any]:
+    path = directory / "manifest.json"
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError) as err:
+        raise DatasetError(f"{path}: cannot read the manifest ({err}). "
+                           f"Delete {directory} and rerun (snakemake --forcerun {rule}).") from None
+
+
+def data_fingerprint(arrays_dir: str | Path, index_path: str | Path, verify: str = "size",
+                     flow_dir: str | Path | None = None) -> dict[str, Any]:
     """The fingerprint of decoded arrays plus their clip index, as plain data for a checkpoint.
 
     Args:
         arrays_dir: ``decode_videos`` output, with its ``manifest.json``.
         index_path: ``build_index`` output (.npz).
         verify: ``"size"`` stats each array file against the manifest; ``"full"`` re-hashes them.
+        flow_dir: ``flow_videos`` output (AMMC-Net), whose manifest and arrays join the
+            fingerprint the same way; ``None`` for models that read no flow.
 
     Returns:
-        ``{"digest", "arrays_manifest", "index", "sources"}``: hex SHA-256 digests, and the
-        sources the frames came from (a list of ``{"source", "sha256"}``, or ``None`` if unknown).
+        ``{"digest", "arrays_manifest", "index", "sources"}`` (and ``"flow_manifest"`` given a
+        ``flow_dir``): hex SHA-256 digests, and the sources the frames came from (a list of
+        ``{"source", "sha256"}``, or ``None`` if unknown).
     """
-    manifest_path = Path(arrays_dir) / "manifest.json"
-    try:
-        manifest = json.loads(manifest_path.read_text())
-    except (OSError, ValueError) as err:
-        raise DatasetError(f"{manifest_path}: cannot read the arrays manifest ({err}). "
-                           f"Delete {arrays_dir} and rerun (snakemake --forcerun resize).") from None
+    manifest = _read_manifest(Path(arrays_dir), "resize")
     check_arrays(arrays_dir, manifest, verify)
     # where a source lives is no part of the data: moving the archive must not look like new data
     content = {**manifest, "sources": [s.get("sha256") for s in manifest.get("sources") or []]}
     parts = {"arrays_manifest": hashlib.sha256(_canonical(content)).hexdigest(), "index": index_digest(index_path)}
+    if flow_dir is not None:
+        flow = _read_manifest(Path(flow_dir), "flow")
+        check_arrays(flow_dir, flow, verify, rule="flow")
+        parts["flow_manifest"] = hashlib.sha256(_canonical(flow)).hexdigest()
     return {"digest": hashlib.sha256(_canonical(parts)).hexdigest(), **parts, "sources": manifest.get("sources")}
 
 
 def describe(fingerprint: dict[str, Any]) -> str:
     """One line for a log or an error: ``data 1a2b3c4d5e6f (arrays manifest ..., clip index ..., source ...)``."""
-    parts = [f"{label} {fingerprint[key][:12]}" for key, label in PARTS.items()]
+    parts = [f"{label} {fingerprint[key][:12]}" for key, label in PARTS.items() if fingerprint.get(key)]
     for source in fingerprint.get("sources") or []:
         sha = source.get("sha256")
         parts.append(f"source {Path(str(source.get('source'))).name} {'SHA-256 ' + sha[:12] if sha else '(no checksum)'}")
@@ -136,5 +148,7 @@ def difference(old: dict[str, Any], new: dict[str, Any]) -> str:
     said = []
     for key, label in PARTS.items():
         a, b = old.get(key) or "none", new.get(key) or "none"
+        if a == b == "none":
+            continue
         said.append(f"{label} {a[:12]} -> {b[:12]}" if a != b else f"{label} unchanged")
     return ", ".join(said)

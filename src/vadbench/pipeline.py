@@ -38,24 +38,85 @@ def train_run(
     tracking_uri: str,
     experiment: str,
     threads: int = 1,
+    flow_dir: str | Path | None = None,
+    streams: dict[str, str | Path] | None = None,
+    system_metrics: bool | str = "auto",
+    system_metrics_interval: float = 10.0,
 ) -> None:
     """Train one model and log it to MLflow; a rerun after a crash resumes the same MLflow run.
 
     The run ends ``FINISHED``, ``KILLED`` when the job is stopped (SIGTERM/SIGINT, training's
     ``Preempted``) or ``FAILED`` on an error; the job that resumes it sets it ``RUNNING`` again.
+
+    AMMC-Net: ``flow_dir`` is the optical flow the model reads; ``streams`` (name -> stage-1
+    ``stream_<name>.pt``, with its ``stream_<name>.json`` run info beside it) are the trained
+    streams stage 2 starts from, whose digests join ``run`` as ``run["init"]`` and whose MLflow
+    runs are recorded in the run info for nesting. A stream variant given its own stream is
+    not trained again: :func:`promote_stream`.
+
+    ``system_metrics`` (config ``mlflow.system_metrics``: ``True``, ``False`` or ``"auto"``, on
+    for a GPU job, see :func:`vadbench.tracking.system_metrics_on`) samples MLflow's system
+    metrics into the run every ``system_metrics_interval`` seconds while it trains.
     """
-    from vadbench.tracking import RunLogger, redact_uri, tracked
+    from vadbench.tracking import RunLogger, redact_uri, system_metrics_on, tracked
     from vadbench.training import checkpoint_meta, train_model
 
-    prior = checkpoint_meta(checkpoint_path, run, arrays_dir, index_path).get("mlflow_run_id")
-    with tracked(RunLogger, tracking_uri, experiment, run_id=prior, run_name=f"{run['variant']}-seed{run['seed']}",
-                 tags={"dataset": run["dataset"], "variant": run["variant"], "seed": str(run["seed"]),
-                       "preset": run["preset_name"]}) as tracker:
+    streams = {name: Path(path) for name, path in (streams or {}).items()}
+    if run.get("model") == "ammc_stream" and streams:
+        return promote_stream(run, streams, model_path, run_info_path, tracking_uri, experiment)
+    if streams:
+        from vadbench.fingerprint import file_sha256
+
+        run = {**run, "init": {name: file_sha256(path) for name, path in streams.items()}}
+    stage = run.get("stage")
+    prior = checkpoint_meta(checkpoint_path, run, arrays_dir, index_path, flow_dir).get("mlflow_run_id")
+    name = f"{run['variant']}-seed{run['seed']}" + (f"-{stage}" if stage else "")
+    tags = {"dataset": run["dataset"], "variant": run["variant"], "seed": str(run["seed"]), "preset": run["preset_name"]}
+    if stage:
+        tags["stage"] = stage
+    sample = system_metrics_on(system_metrics, run.get("preset", {}).get("device", "auto"))
+    with tracked(RunLogger, tracking_uri, experiment, run_id=prior, run_name=name, tags=tags,
+                 system_metrics=sample, system_metrics_interval=system_metrics_interval) as tracker:
         train_model(run, arrays_dir, index_path, model_path, checkpoint_path, tracker=tracker, threads=threads,
-                    meta={"mlflow_run_id": tracker.run_id})
+                    meta={"mlflow_run_id": tracker.run_id}, flow_dir=flow_dir, init_from=streams or None)
         log_memory_items(model_path, tracker)
+        info = {"mlflow_run_id": tracker.run_id, "tracking_uri": redact_uri(tracking_uri), "experiment": experiment}
+        if streams:
+            info["stage1_mlflow_run_ids"] = [read_json(p.with_suffix(".json"))["mlflow_run_id"] for p in streams.values()]
+        write_json(run_info_path, info)
+
+
+def promote_stream(run: dict[str, Any], streams: dict[str, Path], model_path: str | Path, run_info_path: str | Path,
+                   tracking_uri: str, experiment: str) -> None:
+    """Make a trained stage-1 stream this variant's model, with no training (``ammc_appearance``:
+    AMMC-Net's appearance stream alone, the very stream that its two-stream model starts from,
+    so the two rows differ by stage 2 only). The model keeps the stream's weights, data
+    fingerprint and history under this variant's name; its MLflow run gets the stream's params,
+    its per-epoch losses and a ``stage1_mlflow_run_id`` tag pointing at the run that trained it.
+    """
+    import torch
+
+    from vadbench.fileio import atomic_path
+    from vadbench.tracking import RunLogger, redact_uri, tracked
+    from vadbench.training import load_saved
+
+    (name, path), = streams.items()
+    state = load_saved(path, what=f"{name} stream model")
+    config = {**state["config"], "variant": run["variant"], "streams_from": state["config"]["variant"]}
+    source = read_json(path.with_suffix(".json"))["mlflow_run_id"]
+    with tracked(RunLogger, tracking_uri, experiment, run_name=f"{run['variant']}-seed{run['seed']}",
+                 tags={"dataset": run["dataset"], "variant": run["variant"], "seed": str(run["seed"]),
+                       "preset": run["preset_name"], "stage1_mlflow_run_id": source}) as tracker:
+        from vadbench.config import flat_params
+
+        tracker.log_params(flat_params(config))
+        for record in state["history"]:
+            tracker.log_metrics({f"train_{k}": v for k, v in record.items() if k != "epoch"}, step=record["epoch"])
+        with atomic_path(model_path) as tmp:
+            torch.save({**state, "config": config, "meta": {"mlflow_run_id": tracker.run_id}}, tmp)
         write_json(run_info_path, {"mlflow_run_id": tracker.run_id, "tracking_uri": redact_uri(tracking_uri),
                                    "experiment": experiment})
+    log.info("%s is the %s stream of %s (%s), unchanged", model_path, name, config["streams_from"], path)
 
 
 def log_memory_items(model_path: str | Path, tracker) -> None:
@@ -87,6 +148,8 @@ def evaluate_run(scores_path: str | Path, run_info_path: str | Path, out_path: s
     info = read_json(run_info_path)
     with tracked(RunLogger, tracking_uri, info["experiment"], run_id=info["mlflow_run_id"]) as tracker:
         result["mlflow_run_id"] = tracker.run_id
+        if info.get("stage1_mlflow_run_ids"):
+            result["stage1_mlflow_run_ids"] = info["stage1_mlflow_run_ids"]
         write_json(out_path, result)
         metrics = {k: result[k] for k in SUMMARISED if result[k] is not None}
         if result["micro_auc_ci95"] and result["micro_auc_ci95"]["low"] is not None:
@@ -144,7 +207,7 @@ def aggregate_run(auc_paths: list[str | Path], seeds: list[int], run: dict[str, 
                 metrics.update({f"{key}_mean": stat["mean"], f"{key}_std": stat["std"]})
         parent.log_metrics(metrics)
         parent.set_tags({f"protocol.{k}": v for k, v in result["protocol"].items()})
-        nest_runs(parent, [r["mlflow_run_id"] for r in result["per_seed"] if r.get("mlflow_run_id")])
+        nest_runs(parent, [i for r in result["per_seed"] for i in [r.get("mlflow_run_id"), *r.get("stage1_mlflow_run_ids", [])] if i])
         parent.log_artifact(out_path)
         parent.log_artifact(table_path)
     return result

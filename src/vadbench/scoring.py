@@ -95,6 +95,104 @@ def mnad_clip_scores(model: torch.nn.Module, loader: ClipLoader, protocol: Proto
     return errors, extra
 
 
+def ammc_errors(psnr: dict[str, np.ndarray], commit: dict[str, np.ndarray], commit_weight: float,
+                smoothing_mu: float) -> dict[str, np.ndarray]:
+    """AMMC-Net's score (eval_metric.py) as an anomaly-positive error per scored frame of each video.
+
+    Args:
+        psnr: per video, (N,) PSNR of each clip's predicted frame (only frames a clip scores).
+        commit: per video, (N,) the appearance stream's commit loss of each clip: one value per
+            frame (the official code stores one per batch of 16 clips, a correction recorded in
+            the protocol as ``commit: per_frame``).
+        commit_weight: lambda; smoothing_mu: mu (1 = no smoothing).
+
+    Steps: min-max each term per video, then again over the concatenation of all videos (as
+    the official code; after the first pass every non-constant video already spans [0, 1], so
+    the second changes nothing unless every video is constant); normality
+    S = (1 - lambda) PSNR_n + lambda (1 - commit_n); S'_i = (1 - mu) S_{i-1} + mu S_i, a 2-tap
+    filter on the unsmoothed S (not an EMA), within each video (S'_0 = S_0; a filter run over
+    the concatenation would mix the last frame of one video into the first of the next);
+    error = 1 - S'. The first frames of a video that no clip scores are left to the protocol's
+    ``edges`` (official: dropped, as here).
+    """
+    videos = list(psnr)
+    terms = {}
+    for name, values in (("psnr", psnr), ("commit", commit)):
+        per_video = {v: minmax(np.asarray(values[v], dtype=np.float64)) for v in videos}
+        joined = minmax(np.concatenate([per_video[v] for v in videos]))
+        bounds = np.cumsum([0] + [len(per_video[v]) for v in videos])
+        terms[name] = {v: joined[bounds[i]:bounds[i + 1]] for i, v in enumerate(videos)}
+    errors = {}
+    for v in videos:
+        normality = (1 - commit_weight) * terms["psnr"][v] + commit_weight * (1 - terms["commit"][v])
+        smoothed = normality.copy()
+        smoothed[1:] = (1 - smoothing_mu) * normality[:-1] + smoothing_mu * normality[1:]
+        errors[v] = 1 - smoothed
+    return errors
+
+
+@torch.no_grad()
+def ammc_clip_scores(model: torch.nn.Module, loader: ClipLoader, protocol: Protocol,
+                     device: torch.device) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """AMMC-Net's test procedure: PSNR and commit of every clip (``model.test_terms``), combined
+    by :func:`ammc_errors` under the protocol's ``commit_weight`` and ``smoothing_mu``.
+
+    Returns:
+        ``(errors (N,) in index order, extra arrays to save: psnr/v and commit/v per video)``, so
+        that a score file can be recombined under other weights without the model.
+    """
+    if protocol.commit_weight is None or protocol.smoothing_mu is None:
+        raise ValueError("an AMMC-Net model needs protocol.commit_weight and protocol.smoothing_mu (protocol name: ammc)")
+    model.eval()
+    index = loader.index
+    psnr, commit = np.empty(len(index)), np.empty(len(index))
+    for ids, clips in loader.batches():
+        terms = model.test_terms(clips.to(device))
+        psnr[ids] = terms["psnr"].double().cpu().numpy()
+        commit[ids] = terms["commit"].double().cpu().numpy()
+    mine = {name: index.video_ids == vid for vid, name in enumerate(index.videos)}
+    per_video = ammc_errors({v: psnr[m] for v, m in mine.items()}, {v: commit[m] for v, m in mine.items()},
+                            protocol.commit_weight, protocol.smoothing_mu)
+    errors = np.empty(len(index))
+    extra: dict[str, np.ndarray] = {}
+    for name, m in mine.items():
+        errors[m] = per_video[name]
+        extra[f"psnr/{name}"], extra[f"commit/{name}"] = psnr[m], commit[m]
+    return errors, extra
+
+
+def recombine_ammc(scores: dict[str, np.ndarray], path: str | Path, commit_weight: float,
+                   smoothing_mu: float) -> dict[str, np.ndarray]:
+    """Raw per-frame scores of an AMMC-Net score file under other (lambda, mu), from the PSNR and
+    commit terms it keeps (``psnr/v``, ``commit/v``): ``vadbench evaluate --commit-weight``.
+
+    Args:
+        scores: the file's raw scores per video (NaN where no clip landed), as read.
+        path: the ``.npz`` they were read from.
+
+    Raises:
+        DatasetError: the file holds no AMMC-Net terms, or terms that do not fit its scores.
+    """
+    from vadbench.errors import DatasetError
+
+    with np.load(path, allow_pickle=False) as data:
+        missing = [v for v in scores if f"psnr/{v}" not in data.files or f"commit/{v}" not in data.files]
+        if missing:
+            raise DatasetError(f"{path}: no AMMC-Net PSNR and commit terms for video(s) {', '.join(missing[:5])}; "
+                               "--commit-weight and --smoothing-mu recombine only an AMMC-Net score file")
+        psnr = {v: np.asarray(data[f"psnr/{v}"], dtype=np.float64) for v in scores}
+        commit = {v: np.asarray(data[f"commit/{v}"], dtype=np.float64) for v in scores}
+    errors = ammc_errors(psnr, commit, commit_weight, smoothing_mu)
+    out = {}
+    for v, raw in scores.items():
+        scored = ~np.isnan(raw)
+        if scored.sum() != len(errors[v]):
+            raise DatasetError(f"{path}: video {v} has {scored.sum()} scored frames but {len(errors[v])} AMMC-Net terms")
+        out[v] = np.full(len(raw), np.nan)
+        out[v][scored] = errors[v]
+    return out
+
+
 def score_videos(
     model_path: str | Path,
     arrays_dir: str | Path,
@@ -104,8 +202,11 @@ def score_videos(
     out_path: str | Path,
     batch_size: int = 16,
     threads: int = 1,
+    flow_dir: str | Path | None = None,
 ) -> dict[str, Any]:
     """Score every test video with the model in ``model_path`` and save the ``.npz``.
+
+    ``flow_dir``: the optical flow of the arrays, for a model that reads it (AMMC-Net).
 
     Raises:
         DatasetError: the model was trained on other data than ``arrays_dir`` and ``index_path``
@@ -114,21 +215,27 @@ def score_videos(
     from vadbench.devices import job_device
 
     with job_device() as device:
-        return _score_on(device, model_path, arrays_dir, index_path, labels_path, protocol, out_path, batch_size, threads)
+        return _score_on(device, model_path, arrays_dir, index_path, labels_path, protocol, out_path, batch_size, threads,
+                         flow_dir)
 
 
 def _score_on(device: torch.device, model_path, arrays_dir, index_path, labels_path, protocol: Protocol, out_path,
-              batch_size: int, threads: int) -> dict[str, Any]:
-    from vadbench.training import load_trained
+              batch_size: int, threads: int, flow_dir) -> dict[str, Any]:
+    from vadbench.training import flow_input, load_trained
 
     torch.set_num_threads(threads)
-    model, run = load_trained(model_path, device, arrays_dir=arrays_dir, index_path=index_path)  # refuses other data
+    # refuses a model of other data (frames, clips and, for a model that reads it, flow)
+    model, run = load_trained(model_path, device, arrays_dir=arrays_dir, index_path=index_path, flow_dir=flow_dir)
+    flow = flow_input(model, flow_dir, run["preset"])
     if run["preset"]["clip_length"] != protocol.clip_length:
         raise ValueError(f"model trained on {run['preset']['clip_length']}-frame clips, protocol says {protocol.clip_length}")
     index = load_index(index_path, "test")
     arrays: dict[str, Any] = {"videos": np.array(index.videos), "protocol": json.dumps(protocol.to_dict())}
     if hasattr(model, "test_frame"):
         errors, extra = mnad_clip_scores(model, ClipLoader(arrays_dir, "test", index, 1), protocol, device)
+        arrays.update(extra)
+    elif hasattr(model, "test_terms"):
+        errors, extra = ammc_clip_scores(model, ClipLoader(arrays_dir, "test", index, batch_size, flow=flow), protocol, device)
         arrays.update(extra)
     else:
         errors = clip_errors(model, ClipLoader(arrays_dir, "test", index, batch_size), device)

@@ -17,6 +17,11 @@ Many jobs, and even several ``snakemake`` invocations, may touch one store at th
   (``vadbench runs --clean``) marks the runs whose job is gone.
 - Credentials in a tracking URI (``https://user:password@host``, ``?token=...``) are used to
   connect but never written: :func:`redact_uri` strips them from every file and log line.
+- A training run may carry MLflow's system metrics (``system/cpu_utilization_percentage``,
+  ``system/system_memory_usage_megabytes``, ..., ``system/gpu_0_utilization_percentage`` where
+  nvidia-ml-py finds a GPU): :class:`RunLogger` starts MLflow's sampler thread for the run when
+  asked (:func:`system_metrics_on` decides for config ``mlflow.system_metrics``) and stops it,
+  flushing its last samples, before the run is ended, however it ends.
 
 The AUC JSON files are the source of truth; MLflow is the place to compare runs. A logging
 call that fails after the run exists (a server that went away) is reported in the job's log
@@ -47,6 +52,8 @@ PID_TAG = "vadbench.pid"
 PID_START_TAG = "vadbench.pid_start"
 HEARTBEAT_TAG = "vadbench.heartbeat"
 STORE_LOCK_TIMEOUT_S = 600.0
+SYSTEM_METRICS_PREFIX = "system/"
+SYSTEM_METRICS_THREAD = "SystemMetricsMonitor"  # the name MLflow 3.17 gives its sampler thread
 
 _USERINFO = re.compile(r"(?P<scheme>\b[A-Za-z][A-Za-z0-9+.-]*://)[^/?#\s]*@")
 _SECRET_QUERY = re.compile(
@@ -204,12 +211,79 @@ def job_tags() -> dict[str, str]:
     return tags
 
 
+def system_metrics_on(setting: bool | str, device: str = "auto", cuda_devices: Callable[[], int] | None = None) -> bool:
+    """Whether a training job logs MLflow system metrics (config ``mlflow.system_metrics``).
+
+    ``True`` and ``False`` are used as given. ``"auto"`` is on when the job trains on a GPU, by
+    the rule :func:`vadbench.devices.job_device` applies to the preset's ``device``: ``cpu`` is
+    off, ``cuda`` and ``cuda:N`` are on, and ``auto`` is on when CUDA sees a device. On the CPU
+    the sampler thread costs little, but it shares the cores of a CPU-bound training, so it is
+    off there unless asked for.
+
+    Args:
+        setting: ``True``, ``False`` or ``"auto"``.
+        device: the preset's ``device`` (``auto``, ``cpu``, ``cuda``, ``cuda:N``). Defaults to ``"auto"``.
+        cuda_devices: counts the visible CUDA devices. Defaults to ``torch.cuda.device_count``.
+
+    Example:
+        >>> system_metrics_on("auto", "cpu"), system_metrics_on("auto", "cuda:1"), system_metrics_on(True, "cpu")
+        (False, True, True)
+    """
+    if isinstance(setting, bool):
+        return setting
+    if setting != "auto":
+        from vadbench.errors import ConfigError
+
+        raise ConfigError(f"config key mlflow.system_metrics: {setting!r}; use auto, true or false")
+    if device == "cpu":
+        return False
+    if device.startswith("cuda"):
+        return True
+    if cuda_devices is None:
+        import torch
+
+        cuda_devices = torch.cuda.device_count
+    return cuda_devices() > 0
+
+
+def _start_system_metrics(uri: str, run_id: str, interval_s: float, resume: bool):
+    """MLflow's sampler for ``run_id``, started (a daemon thread that logs CPU, memory, disk,
+    network and, with nvidia-ml-py and a GPU, GPU metrics every ``interval_s`` seconds; MLflow's
+    ``MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL`` overrides the interval), or None when it cannot
+    start: tracking must not fail the job."""
+    import importlib.util
+
+    if importlib.util.find_spec("psutil") is None:
+        log.warning("no system metrics for MLflow run %s: psutil is not installed (pip install psutil)", run_id)
+        return None
+    try:
+        # the sampler mlflow.start_run(log_system_metrics=True) starts; used directly so that it
+        # logs to this run of this store, with no global active run or tracking URI
+        from mlflow.system_metrics.system_metrics_monitor import SystemMetricsMonitor
+
+        monitor = SystemMetricsMonitor(run_id, sampling_interval=interval_s, resume_logging=resume, tracking_uri=uri)
+        monitor.start()
+    except Exception as err:  # noqa: BLE001 - tracking must not kill the job
+        log.warning("no system metrics for MLflow run %s: %s", run_id, redact_uri(str(err)))
+        return None
+    kinds = ", ".join(type(m).__name__.removesuffix("Monitor") for m in monitor.monitors)
+    log.info("logging system metrics (%s) every %g s to MLflow run %s", kinds, monitor.sampling_interval, run_id)
+    return monitor
+
+
 class RunLogger:
     """Logs to one MLflow run, created on first use or re-opened by id (a resumed job), which is
-    then ``RUNNING`` again and tagged with this job's host and pid."""
+    then ``RUNNING`` again and tagged with this job's host and pid.
+
+    With ``system_metrics``, MLflow's system metrics are sampled every ``system_metrics_interval``
+    seconds into the run (a resumed run continues their steps) until :meth:`finish`.
+    """
+
+    _monitor = None  # the system-metrics sampler, when one runs
 
     def __init__(self, uri: str, experiment: str, run_id: str | None = None, run_name: str | None = None,
-                 tags: dict[str, str] | None = None) -> None:
+                 tags: dict[str, str] | None = None, system_metrics: bool = False,
+                 system_metrics_interval: float = 10.0) -> None:
         from mlflow.exceptions import MlflowException
 
         self.client = _client(uri)
@@ -230,6 +304,9 @@ class RunLogger:
             run = self.client.create_run(experiment_id(self.client, experiment), run_name=run_name,
                                          tags={**(tags or {}), **job_tags()})
             self.run_id = run.info.run_id
+        if system_metrics:
+            self._monitor = _start_system_metrics(uri, self.run_id, system_metrics_interval,
+                                                  resume=self.run_id == run_id)
 
     def _safe(self, what: str, fn, *args: Any, **kwargs: Any) -> None:
         try:
@@ -262,7 +339,15 @@ class RunLogger:
     def log_artifact(self, path: str | Path, artifact_path: str | None = None) -> None:
         self._safe("log_artifact", self.client.log_artifact, self.run_id, str(path), artifact_path)
 
+    def stop_system_metrics(self) -> None:
+        """Stop the system-metrics sampler, if any, and log its last samples (the thread wakes at
+        once and is waited for)."""
+        monitor, self._monitor = self._monitor, None
+        if monitor is not None:
+            self._safe("system metrics", monitor.finish)
+
     def finish(self, status: str = "FINISHED") -> None:
+        self.stop_system_metrics()  # first, so that no sample is logged into the ended run
         # against a server MLflow prints "View run <name> at: <tracking URI>/#/..." to stdout (the
         # job's log): print it with the credentials taken out
         printed = io.StringIO()

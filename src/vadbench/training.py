@@ -27,6 +27,14 @@ Checkpoints and models hold tensors and plain data only and are read with
 ``torch.load(weights_only=True)``: a crafted file that would run code when unpickled is refused
 with a :class:`DatasetError`.
 
+The loop knows nothing model-specific. A model says its loss (``training_loss``), or, when one
+step updates several networks in turn (AMMC-Net's generator and discriminator), owns the step
+behind :func:`training_step`: ``parameter_groups()`` names one optimiser per group and
+``training_step(clips, optimizers, autocast)`` runs them; every optimiser and scheduler is in
+the checkpoint. A model that reads optical flow (``uses_flow``) gets :class:`FlowClips` batches
+and the flow joins the fingerprint; one that starts from trained parts (AMMC-Net's stage 2
+from its stage-1 streams, ``init_from``) gets them through ``load_streams``.
+
 Raising ``epochs`` of a preset whose learning rate is constant (every preset here: Adam at a
 fixed rate, as in the official MemAE code) continues a finished checkpoint instead of starting
 over: epoch k sees the same weights and clip order either way, so the result equals a fresh run
@@ -51,7 +59,7 @@ import numpy as np
 import torch
 
 import vadbench
-from vadbench.clips import ClipLoader, hold_out_videos, load_index
+from vadbench.clips import ClipLoader, FlowInput, hold_out_videos, load_index
 from vadbench.errors import ConfigError, DatasetError
 from vadbench.fileio import atomic_path, open_lock_file, write_lock_owner
 from vadbench.fingerprint import data_fingerprint, describe, difference
@@ -61,13 +69,42 @@ from vadbench.models import build_model
 log = get_logger("training")
 
 
-def make_optimizer(params, preset: dict[str, Any]) -> torch.optim.Optimizer:
-    name = preset.get("optimizer", "adam")
+def make_optimizer(params, preset: dict[str, Any], lr_scale: float = 1.0) -> torch.optim.Optimizer:
+    name, lr = preset.get("optimizer", "adam"), preset["lr"] * lr_scale
     if name == "adam":
-        return torch.optim.Adam(params, lr=preset["lr"], weight_decay=preset.get("weight_decay", 0.0))
+        return torch.optim.Adam(params, lr=lr, weight_decay=preset.get("weight_decay", 0.0))
     if name == "sgd":
-        return torch.optim.SGD(params, lr=preset["lr"], momentum=0.9, weight_decay=preset.get("weight_decay", 0.0))
+        return torch.optim.SGD(params, lr=lr, momentum=0.9, weight_decay=preset.get("weight_decay", 0.0))
     raise ConfigError(f"preset optimizer {name!r} is not supported; use adam or sgd")
+
+
+def make_optimizers(model: torch.nn.Module, preset: dict[str, Any]) -> dict[str, torch.optim.Optimizer]:
+    """One optimiser per parameter group the model names (``parameter_groups()``: a GAN's
+    generator and discriminator, each with an ``lr_scale`` of the preset's rate), else one
+    (``"model"``) over all parameters."""
+    if not hasattr(model, "parameter_groups"):
+        return {"model": make_optimizer(model.parameters(), preset)}
+    return {name: make_optimizer(group["params"], preset, group.get("lr_scale", 1.0))
+            for name, group in model.parameter_groups().items()}
+
+
+def training_step(model: torch.nn.Module, clips: Any, optimizers: dict[str, torch.optim.Optimizer],
+                  autocast) -> dict[str, float]:
+    """One optimisation step on a batch; returns the loss terms as floats (``"loss"`` among them).
+
+    A model with its own step (``training_step``: a GAN updates two networks in turn) owns it;
+    every other model only says its loss (``training_loss``) and the loop steps its one optimiser.
+    ``autocast`` is a zero-argument factory of the precision context (bf16 or nothing).
+    """
+    if hasattr(model, "training_step"):
+        return model.training_step(clips, optimizers, autocast)
+    with autocast():
+        loss, parts = model.training_loss(clips)
+    optimizer = optimizers["model"]
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    return parts
 
 
 class Preempted(SystemExit):
@@ -141,10 +178,20 @@ def make_scheduler(optimizer: torch.optim.Optimizer, preset: dict[str, Any]):
     raise ConfigError(f"preset lr_schedule {schedule!r} is not supported; use constant or cosine")
 
 
+def _per_optimizer(states: dict[str, Any] | None, marker: str) -> dict[str, Any]:
+    """The optimiser (``marker`` "param_groups") or scheduler ("last_epoch") states of a checkpoint
+    by optimiser name; one written before models could own several optimisers holds a single
+    state, which is the ``"model"`` optimiser's."""
+    if states is None:
+        return {}
+    return {"model": states} if marker in states else states
+
+
 def _autocast(device: torch.device, amp: str):
+    """A factory of the precision context of every forward pass (called once per use)."""
     if amp == "bf16":
-        return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
-    return contextlib.nullcontext()
+        return lambda: torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+    return contextlib.nullcontext
 
 
 def _save(path: Path, obj: dict[str, Any]) -> None:
@@ -229,7 +276,8 @@ def resume_mode(saved: dict[str, Any] | None, run: dict[str, Any],
 
 @torch.no_grad()
 def validation_loss(model: torch.nn.Module, loader: ClipLoader, device: torch.device) -> float:
-    """Mean training loss over the held-out clips, in eval mode (BatchNorm running statistics)."""
+    """Mean training loss over the held-out clips, in eval mode (BatchNorm running statistics;
+    a GAN's generator objective)."""
     model.eval()
     total, seen = 0.0, 0
     for _, clips in loader.batches():
@@ -249,6 +297,8 @@ def train_model(
     tracker=None,
     threads: int = 1,
     meta: dict[str, Any] | None = None,
+    flow_dir: str | Path | None = None,
+    init_from: dict[str, str | Path] | None = None,
 ) -> dict[str, Any]:
     """Train ``run["model"]`` as configured in ``run`` (see :func:`vadbench.config.run_config`).
 
@@ -261,6 +311,13 @@ def train_model(
         tracker: a :class:`vadbench.tracking.RunLogger`-like object or ``None``.
         threads: intra-op CPU threads.
         meta: small caller data kept in the checkpoint and model (e.g. the MLflow run id).
+        flow_dir: optical flow of the arrays (``flow`` rule), for a model that reads it
+            (``uses_flow``); it joins the data fingerprint.
+        init_from: trained parts a fresh run starts from, by name (AMMC-Net's stage 2: the
+            ``appearance`` and ``motion`` streams of stage 1), handed to the model's
+            ``load_streams``; each must have been trained on the same data. ``run`` should
+            record their digests (:func:`vadbench.pipeline.train_run` adds ``run["init"]``), so
+            a checkpoint made from other streams is not resumed.
 
     Returns:
         The loss history, one dict per epoch.
@@ -268,14 +325,15 @@ def train_model(
     from vadbench.devices import job_device
 
     with job_lock(checkpoint_path), job_device(run["preset"].get("device", "auto")) as device:
-        return _train_on(device, run, arrays_dir, index_path, model_path, checkpoint_path, tracker, threads, meta)
+        return _train_on(device, run, arrays_dir, index_path, model_path, checkpoint_path, tracker, threads, meta,
+                         flow_dir, init_from or {})
 
 
 def _train_on(device: torch.device, run: dict[str, Any], arrays_dir: str | Path, index_path: str | Path,
               model_path: str | Path, checkpoint_path: str | Path, tracker, threads: int,
-              meta: dict[str, Any] | None) -> dict[str, Any]:
+              meta: dict[str, Any] | None, flow_dir: str | Path | None, init_from: dict[str, str | Path]) -> dict[str, Any]:
     preset = run["preset"]
-    fingerprint = data_fingerprint(arrays_dir, index_path)
+    fingerprint = data_fingerprint(arrays_dir, index_path, flow_dir=flow_dir)
     log.info("training data: %s", describe(fingerprint))
     torch.set_num_threads(threads)
     if device.type == "cpu":
@@ -283,11 +341,12 @@ def _train_on(device: torch.device, run: dict[str, Any], arrays_dir: str | Path,
     torch.manual_seed(run["seed"])
     np.random.seed(run["seed"])
     model = build_model(run["model"], **run["model_params"]).to(device)
-    optimizer = make_optimizer(model.parameters(), preset)
-    scheduler = make_scheduler(optimizer, preset)
+    flow = flow_input(model, flow_dir, preset)
+    optimizers = make_optimizers(model, preset)
+    schedulers = {name: make_scheduler(optimizer, preset) for name, optimizer in optimizers.items()}
     train_index, val_index = hold_out_videos(load_index(index_path, "train"), preset.get("validation_videos", 0))
-    loader = ClipLoader(arrays_dir, "train", train_index, preset["batch_size"])
-    val_loader = ClipLoader(arrays_dir, "train", val_index, preset["batch_size"]) if len(val_index) else None
+    loader = ClipLoader(arrays_dir, "train", train_index, preset["batch_size"], flow=flow)
+    val_loader = ClipLoader(arrays_dir, "train", val_index, preset["batch_size"], flow=flow) if len(val_index) else None
     history: list[dict[str, float]] = []
     start_epoch = 0
     checkpoint_path = Path(checkpoint_path)
@@ -299,13 +358,19 @@ def _train_on(device: torch.device, run: dict[str, Any], arrays_dir: str | Path,
             log.warning("ignoring %s and starting over: %s", checkpoint_path, why)
         else:
             model.load_state_dict(state["state_dict"])
-            optimizer.load_state_dict(state["optimizer"])
-            if scheduler is not None:
-                scheduler.load_state_dict(state["scheduler"])
+            for name, saved in _per_optimizer(state["optimizer"], "param_groups").items():
+                optimizers[name].load_state_dict(saved)
+            for name, saved in _per_optimizer(state.get("scheduler"), "last_epoch").items():
+                if saved is not None:
+                    schedulers[name].load_state_dict(saved)
             history, start_epoch = state["history"], state["epoch"] + 1
             partial = state.get("partial")
             log.info("%s %s after epoch %d%s", "resuming from" if mode == "same" else "extending", checkpoint_path,
                      start_epoch, f" and batch {partial['next_batch']} of epoch {partial['epoch'] + 1}" if partial else "")
+    if mode is None and init_from:
+        log.info("starting from %s", ", ".join(f"{name} {path}" for name, path in init_from.items()))
+        model.load_streams(**{f"{name}_state": _trained_part(path, name, arrays_dir, index_path, flow_dir, device)
+                              for name, path in init_from.items()})
     if tracker is not None and mode != "same":
         from vadbench.config import flat_params
 
@@ -314,14 +379,16 @@ def _train_on(device: torch.device, run: dict[str, Any], arrays_dir: str | Path,
         for record in history:  # an extended run gets a new MLflow run: give it the earlier epochs too
             tracker.log_metrics({f"train_{k}": v for k, v in record.items() if k != "epoch"}, step=record["epoch"])
     epochs = preset["epochs"]
-    log.info("training %s on %s: %d clips/epoch, %d epochs, device %s, %d threads",
-             run["variant"], run["dataset"], len(loader.index), epochs, device, threads)
+    log.info("training %s%s on %s: %d clips/epoch, %d epochs, device %s, %d threads", run["variant"],
+             f" ({run['stage']})" if run.get("stage") else "", run["dataset"], len(loader.index), epochs, device, threads)
     began = time.monotonic()
     partial = state.get("partial") if mode is not None else None
+    autocast = _autocast(device, preset.get("amp", "none"))
 
     def save_checkpoint(last_epoch: int, **extra: Any) -> None:
-        _save(checkpoint_path, {"state_dict": model.state_dict(), "optimizer": optimizer.state_dict(),
-                                "scheduler": scheduler.state_dict() if scheduler is not None else None,
+        _save(checkpoint_path, {"state_dict": model.state_dict(),
+                                "optimizer": {name: o.state_dict() for name, o in optimizers.items()},
+                                "scheduler": {name: c.state_dict() if c is not None else None for name, c in schedulers.items()},
                                 "epoch": last_epoch, "history": history, "config": run, "meta": meta or {},
                                 "fingerprint": fingerprint, **extra})
 
@@ -337,12 +404,7 @@ def _train_on(device: torch.device, run: dict[str, Any], arrays_dir: str | Path,
             for b, (_, clips) in enumerate(loader.batches(epoch, shuffle_seed=run["seed"])):
                 if b < skip:  # done before a SIGTERM
                     continue
-                clips = clips.to(device, non_blocking=True)
-                with _autocast(device, preset.get("amp", "none")):
-                    loss, parts = model.training_loss(clips)
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
+                parts = training_step(model, clips.to(device, non_blocking=True), optimizers, autocast)
                 for k, v in parts.items():
                     sums[k] = sums.get(k, 0.0) + v * len(clips)
                 seen += len(clips)
@@ -353,9 +415,10 @@ def _train_on(device: torch.device, run: dict[str, Any], arrays_dir: str | Path,
             record = {k: v / seen for k, v in sums.items()}
             record["epoch"] = epoch
             record["clips_per_s"] = seen_here / (time.monotonic() - t0)
-            record["lr"] = optimizer.param_groups[0]["lr"]
-            if scheduler is not None:
-                scheduler.step()
+            record["lr"] = next(iter(optimizers.values())).param_groups[0]["lr"]
+            for scheduler in schedulers.values():
+                if scheduler is not None:
+                    scheduler.step()
             if val_loader is not None:
                 record["val_loss"] = validation_loss(model, val_loader, device)
             history.append(record)
@@ -375,20 +438,45 @@ def _train_on(device: torch.device, run: dict[str, Any], arrays_dir: str | Path,
     return {"history": history}
 
 
+def flow_input(model: torch.nn.Module, flow_dir: str | Path | None, preset: dict[str, Any]) -> FlowInput | None:
+    """The flow a model reads (``uses_flow``), with the preset's normalisation; ``None`` if it reads none.
+
+    Raises:
+        ConfigError: the model reads flow but the job was given none (a rule without the ``flow``
+            input), or the preset has no ``flow`` section.
+    """
+    if not getattr(model, "uses_flow", False):
+        return None
+    if flow_dir is None or "flow" not in preset:
+        raise ConfigError(f"model {type(model).__name__} reads optical flow: its preset needs a `flow` section "
+                          "(method, normalisation, max_displacement) and the job the flow rule's output")
+    return FlowInput(Path(flow_dir), preset["flow"]["normalisation"], preset["flow"].get("max_displacement", 1.0))
+
+
+def _trained_part(path: str | Path, name: str, arrays_dir: str | Path, index_path: str | Path,
+                  flow_dir: str | Path | None, device: torch.device) -> dict[str, torch.Tensor]:
+    """The weights of a trained part (a stage-1 stream), refused if it was trained on other data."""
+    state = load_saved(path, device, what=f"{name} model")
+    require_same_data(path, state.get("fingerprint"), arrays_dir, index_path, flow_dir)
+    return state["state_dict"]
+
+
 def checkpoint_meta(checkpoint_path: str | Path, run: dict[str, Any], arrays_dir: str | Path | None = None,
-                    index_path: str | Path | None = None) -> dict[str, Any]:
+                    index_path: str | Path | None = None, flow_dir: str | Path | None = None) -> dict[str, Any]:
     """The ``meta`` of a checkpoint that a rerun of ``run`` would resume from, else ``{}``; given
-    ``arrays_dir`` and ``index_path``, only if it was also trained on that data."""
+    ``arrays_dir`` and ``index_path`` (and ``flow_dir``), only if it was also trained on that data."""
     path = Path(checkpoint_path)
     if not path.exists():
         return {}
-    fingerprint = data_fingerprint(arrays_dir, index_path) if arrays_dir is not None and index_path is not None else None
+    fingerprint = (data_fingerprint(arrays_dir, index_path, flow_dir=flow_dir)
+                   if arrays_dir is not None and index_path is not None else None)
     state = load_saved(path)
     return state.get("meta", {}) if resume_mode(state, run, fingerprint)[0] == "same" else {}
 
 
 def load_trained(model_path: str | Path, device: torch.device = torch.device("cpu"), arrays_dir: str | Path | None = None,
-                 index_path: str | Path | None = None) -> tuple[torch.nn.Module, dict[str, Any]]:
+                 index_path: str | Path | None = None, flow_dir: str | Path | None = None
+                 ) -> tuple[torch.nn.Module, dict[str, Any]]:
     """Rebuild a model from ``model.pt`` on ``device`` (a job's from :func:`vadbench.devices.job_device`);
     returns ``(model in eval mode, run config)``.
 
@@ -397,7 +485,7 @@ def load_trained(model_path: str | Path, device: torch.device = torch.device("cp
     """
     state = load_saved(model_path, device, what="model")
     if arrays_dir is not None and index_path is not None:
-        require_same_data(model_path, state.get("fingerprint"), arrays_dir, index_path)
+        require_same_data(model_path, state.get("fingerprint"), arrays_dir, index_path, flow_dir)
     run = state["config"]
     model = build_model(run["model"], **run["model_params"]).to(device)
     model.load_state_dict(state["state_dict"])
@@ -406,10 +494,10 @@ def load_trained(model_path: str | Path, device: torch.device = torch.device("cp
 
 
 def require_same_data(model_path: str | Path, saved: dict[str, Any] | None, arrays_dir: str | Path,
-                      index_path: str | Path) -> None:
+                      index_path: str | Path, flow_dir: str | Path | None = None) -> None:
     """Raise :class:`DatasetError` unless the fingerprint ``saved`` in ``model_path`` is that of
-    ``arrays_dir`` with ``index_path``."""
-    current = data_fingerprint(arrays_dir, index_path)
+    ``arrays_dir`` with ``index_path`` (and ``flow_dir``)."""
+    current = data_fingerprint(arrays_dir, index_path, flow_dir=flow_dir)
     if saved and saved.get("digest") == current["digest"]:
         return
     fix = (f"Retrain on these arrays: delete {model_path} or run `snakemake --forcerun train`; its checkpoint "

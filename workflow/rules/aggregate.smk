@@ -16,7 +16,8 @@ rule aggregate:
         seeds=SEEDS,
         run=lambda wc: run_config(config, wc.dataset, wc.variant, SEEDS[0]),
         experiment=get_experiment,
-        repo=workflow.basedir,
+        # vadbench's own checkout (workflow/rules/../..), also when it is a module of another workflow
+        repo=workflow.current_basedir.join("../..").get_path_or_uri(secret_free=True),
     log:
         "logs/{dataset}/{variant}/aggregate.log",
     conda:

@@ -1,11 +1,23 @@
 # Config validation, wildcard constraints and the get_*() lookups every rule uses.
 import os
 
-from vadbench.config import preset_of, protocol_of, run_config, validate_config
+from vadbench.config import (
+    AMMC_MODELS,
+    STREAMS,
+    preset_of,
+    protocol_of,
+    run_config,
+    stream_run_config,
+    streams_needed,
+    streams_owner,
+    validate_config,
+)
 from vadbench.snakelock import recover_stale_locks
 from vadbench.tracking import experiment_name
 
-validate_config(config, os.path.join(workflow.basedir, "workflow/schemas/config.schema.yaml"))
+# the schema is found relative to this file, not to workflow.basedir: when vadbench is used as a
+# module from another workflow, workflow.basedir is the folder of that workflow's Snakefile
+validate_config(config, workflow.source_path("../schemas/config.schema.yaml"))
 # a lock left by a Snakemake that was killed (kill -9, OOM) would stop this run until --unlock
 if workflow.is_main_process:
     recover_stale_locks(os.getcwd())
@@ -20,6 +32,7 @@ wildcard_constraints:
     variant="|".join(VARIANTS),
     preset="|".join(sorted(config["presets"])),
     seed=r"\d+",
+    stream="|".join(STREAMS),
 
 
 SUMMARY_DATASETS = list(config["summary"]["datasets"])
@@ -63,6 +76,28 @@ def get_index(wildcards):
 
 def get_run(wildcards):
     return run_config(config, wildcards.dataset, wildcards.variant, int(wildcards.seed))
+
+
+def get_flow(wildcards):
+    """The optical flow of the variant's arrays (AMMC-Net); nothing for models that read none."""
+    if config["variants"][wildcards.variant]["model"] not in AMMC_MODELS:
+        return []
+    name, _ = preset_of(config, wildcards.dataset, wildcards.variant)
+    return f"resources/{wildcards.dataset}/{name}/flow"
+
+
+def get_stream_models(wildcards):
+    """The stage-1 streams an AMMC-Net ``train`` job starts from (or promotes), trained under the
+    variant that owns them (``streams_from``), so several stage-2 variants share one pair."""
+    owner = streams_owner(config, wildcards.variant)
+    return [
+        f"results/{wildcards.dataset}/{owner}/seed{wildcards.seed}/stream_{stream}.pt"
+        for stream in streams_needed(config, wildcards.variant)
+    ]
+
+
+def get_stream_run(wildcards):
+    return stream_run_config(config, wildcards.dataset, wildcards.variant, int(wildcards.seed), wildcards.stream)
 
 
 def get_protocol(wildcards):

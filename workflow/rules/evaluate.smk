@@ -4,6 +4,7 @@ rule score:
         model="results/{dataset}/{variant}/seed{seed}/model.pt",
         arrays=get_arrays,
         index=get_index,
+        flow=get_flow,
         labels="resources/{dataset}/frames",
     output:
         "results/{dataset}/{variant}/seed{seed}/scores.npz",

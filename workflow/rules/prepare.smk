@@ -61,3 +61,24 @@ rule index:
         runtime=10,
     script:
         "../scripts/index.py"
+
+
+rule flow:
+    """Dense optical flow between consecutive frames of every video at the preset's size
+    (AMMC-Net), computed once and read memory-mapped by every variant and seed."""
+    input:
+        "resources/{dataset}/{preset}/arrays",
+    output:
+        directory("resources/{dataset}/{preset}/flow"),
+    params:
+        method=lambda wc: config["presets"][wc.preset]["flow"]["method"],
+    log:
+        "logs/{dataset}/{preset}/flow.log",
+    conda:
+        "../../envs/vadbench.yaml"
+    threads: 2
+    resources:
+        mem_mb=2000,
+        runtime=60,
+    script:
+        "../scripts/flow.py"

@@ -1,8 +1,39 @@
-rule train:
-    """Train one model per (dataset, variant, seed); per-epoch checkpoint, losses to MLflow."""
+rule train_stream:
+    """AMMC-Net stage 1: one stream (appearance or motion) alone, per (dataset, variant, seed)."""
     input:
         arrays=get_arrays,
         index=get_index,
+        flow=get_flow,
+        store="results/mlflow/store.json",
+    output:
+        model="results/{dataset}/{variant}/seed{seed}/stream_{stream}.pt",
+        run_info="results/{dataset}/{variant}/seed{seed}/stream_{stream}.json",
+    params:
+        run=get_stream_run,
+        experiment=get_experiment,
+        checkpoint=lambda wc: f"results/{wc.dataset}/{wc.variant}/seed{wc.seed}/stream_{wc.stream}_checkpoint.pt",
+    log:
+        "logs/{dataset}/{variant}/seed{seed}/train_stream_{stream}.log",
+    benchmark:
+        "results/benchmarks/{dataset}/{variant}/seed{seed}/train_stream_{stream}.tsv"
+    conda:
+        "../../envs/vadbench.yaml"
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=240,
+    script:
+        "../scripts/train.py"
+
+
+rule train:
+    """Train one model per (dataset, variant, seed); per-epoch checkpoint, losses to MLflow.
+    AMMC-Net's stage 2 starts from the stage-1 streams of ``train_stream``."""
+    input:
+        arrays=get_arrays,
+        index=get_index,
+        flow=get_flow,
+        streams=get_stream_models,
         store="results/mlflow/store.json",
     output:
         model="results/{dataset}/{variant}/seed{seed}/model.pt",

@@ -15,4 +15,5 @@ with redirect_to(snakemake.log[0]):
         out_path=snakemake.output[0],
         batch_size=snakemake.params.batch_size,
         threads=snakemake.threads,
+        flow_dir=snakemake.input.flow or None,
     )

@@ -1,8 +1,15 @@
-"""train rule: one model per (dataset, variant, seed), logged to MLflow."""
+"""train and train_stream rules: one model (or AMMC-Net stage-1 stream) per (dataset, variant,
+seed), logged to MLflow; a stream is trained as any model is, from the run config it is given.
+
+The MLflow settings are read from the config here, not passed as rule params: a changed param
+reruns the job, and pointing at another store or switching system metrics must not retrain."""
+from pathlib import Path
+
 from vadbench.logs import redirect_to
 from vadbench.pipeline import train_run
 from vadbench.tracking import resolve_tracking_uri
 
+mlflow_config = snakemake.config["mlflow"]
 with redirect_to(snakemake.log[0]):
     train_run(
         run=snakemake.params.run,
@@ -11,7 +18,11 @@ with redirect_to(snakemake.log[0]):
         model_path=snakemake.output.model,
         checkpoint_path=snakemake.params.checkpoint,
         run_info_path=snakemake.output.run_info,
-        tracking_uri=resolve_tracking_uri(snakemake.config["mlflow"]["tracking_uri"]),
+        tracking_uri=resolve_tracking_uri(mlflow_config["tracking_uri"]),
         experiment=snakemake.params.experiment,
         threads=snakemake.threads,
+        flow_dir=snakemake.input.flow or None,
+        streams={Path(p).stem.removeprefix("stream_"): p for p in snakemake.input.get("streams", [])},
+        system_metrics=mlflow_config.get("system_metrics", "auto"),
+        system_metrics_interval=mlflow_config.get("system_metrics_interval", 10),
     )

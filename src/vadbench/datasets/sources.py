@@ -3,7 +3,9 @@
 The ``download`` rule calls :func:`fetch_source`, which leaves ``resources/<name>/source/``
 holding ``source.json`` and a link named ``data`` to the archive or folder. Downloads go to
 ``resources/<name>/download/<file>`` (outside the rule's output, so a rerun never downloads
-again), through a temporary file renamed on success.
+again), through a temporary ``<file>.part`` renamed on success. An interrupted download keeps
+the part, and the next attempt (a few in one job, then the next job) continues it with an HTTP
+Range request; a server that ignores Range is downloaded again from zero.
 
 Integrity: a URL source must pin its SHA-256 (the config check and :func:`download` both refuse
 one without), so plain ``http://`` mirrors are safe to use. A local archive without a pinned
@@ -28,8 +30,10 @@ A member cannot write more than its declared size: ``tarfile`` copies exactly ``
 from __future__ import annotations
 
 import hashlib
+import http.client
 import importlib
 import os
+import re
 import stat
 import tarfile
 import time
@@ -105,15 +109,157 @@ def verify_checksum(path: Path, expected: str | None) -> str:
     return actual
 
 
+_ATTEMPTS = 3  # requests per download call; each one continues the .part file where the last stopped
+_BACKOFF_S = 1.0  # wait before the second attempt, doubled before each later one
+_TIMEOUT_S = 60  # per connect or read
+_PROGRESS_EVERY_S = 5.0
+# No dataset archive comes near this; it bounds a server that declares no length (or a huge one).
+MAX_DOWNLOAD_BYTES = 200 * 10**9
+_CONTENT_RANGE = re.compile(r"bytes (\d+)-(\d+)/(\d+|\*)")
+
+
+class _Dropped(Exception):
+    """The body ended before the length the server declared: worth another, resumed, attempt."""
+
+
+class _Progress:
+    """Logs bytes done of the total, the percentage, the rate and the ETA, at most every few seconds."""
+
+    def __init__(self) -> None:
+        self.last = time.monotonic()
+        self.t0, self.done0, self.total = self.last, 0, None
+
+    def start(self, done: int, total: int | None) -> None:
+        self.t0, self.done0, self.total = time.monotonic(), done, total
+
+    def update(self, done: int, final: bool = False) -> None:
+        now = time.monotonic()
+        if not final and now - self.last < _PROGRESS_EVERY_S:
+            return
+        self.last = now
+        rate = (done - self.done0) / max(now - self.t0, 1e-6)
+        text = f"downloaded {done / 1e6:.1f}"
+        text += f" of {self.total / 1e6:.1f} MB ({100 * done / self.total:.0f}%)" if self.total else " MB"
+        text += f", {rate / 1e6:.1f} MB/s"
+        if self.total and rate > 0 and not final:
+            eta = int((self.total - done) / rate)
+            text += f", ETA {eta // 3600}:{eta // 60 % 60:02d}:{eta % 60:02d}"
+        log.info("%s", text)
+
+
+def _request(url: str, part: Path, expected_sha256: str) -> tuple[Any, int, int | None, int | None] | None:
+    """Ask for what ``part`` lacks: ``(response, offset, length, total)``, or ``None`` if it is complete.
+
+    With a non-empty ``part`` this sends ``Range: bytes=<size>-`` and continues only from a
+    ``206`` whose ``Content-Range`` is exactly ``<size>-<total - 1>/<total>``. A ``200`` (the
+    server ignores Range) is the whole file, written from offset 0; any other ``Content-Range``
+    discards the part and asks again from zero. A ``416`` (nothing past ``<size>``) means the
+    part is complete if its checksum matches, and holds wrong bytes otherwise: it is discarded.
+    ``length`` is the body's declared size (``None`` if undeclared), ``total`` the file's.
+    """
+    while True:
+        offset = part.stat().st_size if part.exists() else 0
+        headers = {"Range": f"bytes={offset}-"} if offset else {}
+        try:
+            response = urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=_TIMEOUT_S)
+        except urllib.error.HTTPError as err:
+            if err.code != 416 or not offset:
+                raise
+            err.close()
+            if sha256_of(part) == expected_sha256.lower():
+                log.info("%s is complete (%s bytes; the server has nothing past them) and its SHA-256 matches",
+                         part, f"{offset:,}")
+                return None
+            log.warning("%s: the server has nothing past byte %s (416 Range Not Satisfiable) and the kept bytes "
+                        "do not match the pinned SHA-256: starting over from zero", part, f"{offset:,}")
+            part.unlink()
+            continue
+        declared = response.headers.get("Content-Length", "").strip()
+        length = int(declared) if declared.isdigit() else None
+        if response.status != 206:
+            if offset:
+                log.warning("%s: the server ignored the request to resume at byte %s (status %d, the whole file): "
+                            "starting over from zero", url, f"{offset:,}", response.status)
+            return response, 0, length, length
+        content_range = response.headers.get("Content-Range", "")
+        match = _CONTENT_RANGE.fullmatch(content_range.strip())
+        if match:
+            start, end = int(match[1]), int(match[2])
+            total = None if match[3] == "*" else int(match[3])
+            if start == offset and end >= start and (total is None or end + 1 == total) and (
+                    length is None or length == end + 1 - start):
+                if offset:
+                    of = f" of {total:,} ({100 * offset / total:.0f}%)" if total else ""
+                    log.info("resuming %s at byte %s%s", part, f"{offset:,}", of)
+                return response, offset, end + 1 - start, end + 1
+        response.close()
+        if not offset:
+            raise _Dropped(f"partial content {content_range!r} in reply to a request for the whole file")
+        log.warning("%s: asked to resume at byte %s, the server sent Content-Range %r: starting over from zero",
+                    url, f"{offset:,}", content_range)
+        part.unlink()
+
+
+def _receive(response: Any, part: Path, offset: int, length: int | None, total: int | None, url: str,
+             progress: _Progress) -> None:
+    """Write ``response``'s body to ``part`` from ``offset``, never more than the declared ``length``.
+
+    Raises:
+        _Dropped: the body ended short of ``length`` (the bytes received are kept).
+        DatasetError: the server sent more than it declared, or more than ``MAX_DOWNLOAD_BYTES``;
+            ``part`` is removed.
+    """
+    limit = MAX_DOWNLOAD_BYTES - offset if length is None else length
+    if offset + limit > MAX_DOWNLOAD_BYTES:
+        raise DatasetError(
+            f"{url}: the server declares {offset + limit:,} bytes, more than any dataset archive "
+            f"(MAX_DOWNLOAD_BYTES = {MAX_DOWNLOAD_BYTES:,}); refusing to download it. Check the URL."
+        )
+    got, overflow = 0, False
+    progress.start(offset, total)
+    with open(part, "ab" if offset else "wb") as out:
+        while chunk := response.read(_CHUNK):
+            if got + len(chunk) > limit:
+                overflow = True
+                break
+            out.write(chunk)
+            got += len(chunk)
+            progress.update(offset + got)
+    if overflow:
+        part.unlink()
+        promised = f"the {limit:,} bytes it declared" if length is not None else \
+            f"{MAX_DOWNLOAD_BYTES:,} bytes (MAX_DOWNLOAD_BYTES) without declaring a length"
+        raise DatasetError(
+            f"{url}: the server sent more than {promised}; refusing the download and removing {part}, so a "
+            "broken or hostile server cannot fill the disk. Download the file by hand from a working mirror."
+        )
+    if length is not None and got < length:
+        raise _Dropped(f"connection closed after {offset + got:,} of {offset + length:,} bytes")
+    progress.update(offset + got, final=True)
+
+
+def _retryable(err: BaseException) -> bool:
+    """A dropped or refused connection, a timeout or a server error; not a 404 or a 403."""
+    if isinstance(err, urllib.error.HTTPError):
+        return err.code >= 500 or err.code in (408, 429)
+    return True
+
+
 def download(url: str, target: Path, expected_sha256: str | None, name: str, key: str = "") -> Path:
     """Download ``url`` to ``target`` (temporary file, renamed when complete and verified).
 
     ``expected_sha256`` is required: without it a tampered mirror or a man in the middle (the
     official Ped2 and Avenue servers speak plain http) would go unnoticed. ``key`` is the
     config key of the digest, for the message (default ``datasets.<name>.sha256``).
+
+    The bytes go to ``<target>.part``, which an interrupted download keeps: up to ``_ATTEMPTS``
+    requests in this call, and the next call, continue it with an HTTP Range request (or start
+    over where the server does not support one, see :func:`_request`). The SHA-256 is checked on
+    the whole file; on a mismatch the part is removed, so a corrupt partial is not resumed again.
+    No response may write more than it declared (Content-Length or Content-Range).
     """
+    key = key or f"datasets.{name}.sha256"
     if not expected_sha256:
-        key = key or f"datasets.{name}.sha256"
         raise DatasetError(
             f"{key}: {url} is downloaded but has no SHA-256 pinned, so a tampered or substituted file would "
             f"be used unnoticed. Download the file once, {DIGEST_HELP}, and set {key}: <digest>."
@@ -124,32 +270,55 @@ def download(url: str, target: Path, expected_sha256: str | None, name: str, key
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
     part = target.with_name(target.name + ".part")
-    log.info("downloading %s -> %s", url, target)
-    try:
-        with urllib.request.urlopen(url, timeout=60) as response, open(part, "wb") as out:
-            total = int(response.headers.get("Content-Length") or 0)
-            done, last = 0, 0.0
-            for chunk in iter(lambda: response.read(_CHUNK), b""):
-                out.write(chunk)
-                done += len(chunk)
-                if time.monotonic() - last > 5:
-                    last = time.monotonic()
-                    of = f" of {total / 1e6:.1f} MB ({100 * done / total:.0f}%)" if total else ""
-                    log.info("downloaded %.1f MB%s", done / 1e6, of)
-    except (urllib.error.URLError, OSError, TimeoutError) as err:
-        part.unlink(missing_ok=True)
+    kept = part.stat().st_size if part.exists() else 0
+    log.info("downloading %s -> %s%s", url, target,
+             f" (continuing {part}: {kept:,} bytes from an earlier run)" if kept else "")
+    progress, resumed = _Progress(), 0
+    for attempt in range(1, _ATTEMPTS + 1):
+        try:
+            reply = _request(url, part, expected_sha256)
+            if reply is not None:
+                response, offset, length, total = reply
+                resumed = offset or resumed
+                with response:
+                    _receive(response, part, offset, length, total, url, progress)
+            break
+        except (urllib.error.URLError, OSError, http.client.HTTPException, _Dropped) as err:
+            if attempt == _ATTEMPTS or not _retryable(err):
+                raise _cannot_download(url, target, part, name, err, attempt) from None
+            wait = _BACKOFF_S * 2 ** (attempt - 1)
+            at = part.stat().st_size if part.exists() else 0
+            log.warning("download of %s interrupted (%s); attempt %d of %d in %.0f s, from byte %s",
+                        url, err, attempt + 1, _ATTEMPTS, wait, f"{at:,}")
+            time.sleep(wait)
+    actual = sha256_of(part)
+    if actual != expected_sha256.lower():
+        part.unlink()
+        note = f" (resumed at byte {resumed:,}: the bytes kept from an earlier attempt may be the bad ones)" \
+            if resumed else ""
         raise DatasetError(
-            f"cannot download {url} ({err}). Download it by hand from {url} and put it at {target.resolve()} "
-            f"(or anywhere, and set datasets.{name}.source to that path); it is verified against "
-            f"datasets.{name}.sha256 before use."
-        ) from None
-    try:
-        verify_checksum(part, expected_sha256)
-    except DatasetError:
-        part.unlink(missing_ok=True)
-        raise
+            f"{part}: SHA-256 mismatch: expected {expected_sha256}, got {actual}{note}. The download is corrupt, "
+            f"truncated or a different release; the partial file is removed, so the next run downloads {url} "
+            f"again from the start. If it fails again, download it by hand and put it at {target.resolve()} "
+            f"(or fix {key})."
+        )
     os.replace(part, target)
     return target
+
+
+def _cannot_download(url: str, target: Path, part: Path, name: str, err: BaseException,
+                     attempts: int) -> DatasetError:
+    """The error for a download that failed ``attempts`` times; a non-empty ``part`` is kept for the next run."""
+    kept = part.stat().st_size if part.exists() else 0
+    if part.exists() and not kept:
+        part.unlink()
+    tries = f"; {attempts} attempts" if attempts > 1 else ""
+    resume = f" The {kept:,} bytes received so far stay in {part}, and the next run resumes from there." if kept else ""
+    return DatasetError(
+        f"cannot download {url} ({err}{tries}). Download it by hand from {url} and put it at {target.resolve()} "
+        f"(or anywhere, and set datasets.{name}.source to that path); it is verified against "
+        f"datasets.{name}.sha256 before use." + resume
+    )
 
 
 def _missing_help(layout: str) -> str:

@@ -13,6 +13,7 @@ from typing import Any, Callable
 from torch import nn
 
 from vadbench.errors import ConfigError
+from vadbench.models.ammc import AMMCNet, AMMCStream
 from vadbench.models.memae import MemAE
 from vadbench.models.mnad import MNAD
 
@@ -26,7 +27,8 @@ def _ae(**kw: Any) -> nn.Module:
     return MemAE(memory_size=None, **kw)
 
 
-MODELS: dict[str, Callable[..., nn.Module]] = {"memae": _memae, "ae": _ae, "mnad": MNAD}
+MODELS: dict[str, Callable[..., nn.Module]] = {"memae": _memae, "ae": _ae, "mnad": MNAD, "ammc": AMMCNet,
+                                               "ammc_stream": AMMCStream}
 
 
 def build_model(name: str, **hparams: Any) -> nn.Module:
