@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 CORES  ?= 2
 
-.PHONY: venv demo test lint bench clean
+.PHONY: venv demo test lint format bench clean
 
 # Pinned install: constraints.txt holds the exact version of every package. torch is
 # installed first and on its own so that the pin selects the CPU build where one is offered.
@@ -25,8 +25,20 @@ demo: venv
 test: venv
 	$(BIN)/python -m pytest -q
 
+# Style checks, also run by CI (.ci/run): Snakemake's linter, snakefmt on the Snakefile and rule
+# files, ruff's lint rules and its formatter on the Python; versions pinned in constraints.txt.
+PY_DIRS := src workflow/scripts tests benchmarks envs
+
 lint: venv
 	$(BIN)/snakemake --lint
+	$(BIN)/snakefmt --check Snakefile workflow/rules
+	$(BIN)/ruff check $(PY_DIRS)
+	$(BIN)/ruff format --check $(PY_DIRS)
+
+format: venv
+	$(BIN)/snakefmt Snakefile workflow/rules
+	$(BIN)/ruff check --fix $(PY_DIRS)
+	$(BIN)/ruff format $(PY_DIRS)
 
 bench: venv
 	$(BIN)/python benchmarks/loader_and_training.py

@@ -6,9 +6,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-
 from conftest import prepare_tiny_data, tiny_config
 from test_training import StopAfter, TermAfterFirstEpoch
+
 from vadbench.config import run_config, stream_run_config
 from vadbench.errors import DatasetError
 from vadbench.flow import flow_videos

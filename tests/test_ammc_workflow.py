@@ -9,7 +9,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-
 from conftest import REPO, TINY_CONFIG, finished_workflow, run_snakemake
 
 sys.path.insert(0, str(REPO / "tests"))

@@ -20,12 +20,12 @@ from typing import Callable
 import numpy as np
 import pytest
 import scipy.io
-from PIL import Image
-
 from conftest import TINY_CONFIG, copy_workflow, run_snakemake
+from PIL import Image
 from test_datasets import write_liu
 from test_layouts import UCSD_M, write_ucsd
 from test_layouts_video import write_avenue, write_shanghaitech
+
 from vadbench.cli import main
 from vadbench.datasets import convert_source
 from vadbench.errors import DatasetError
@@ -42,7 +42,7 @@ def good_labels() -> dict[str, np.ndarray]:
 
 def good_scores() -> dict[str, np.ndarray]:
     rng = np.random.default_rng(0)
-    return {v: l + rng.normal(0, 0.5, len(l)) for v, l in good_labels().items()}
+    return {v: label + rng.normal(0, 0.5, len(label)) for v, label in good_labels().items()}
 
 
 def mask_folder(tmp: Path, labels: dict | None = None) -> Path:
@@ -99,8 +99,8 @@ def npy_header_only(path: Path, shape: tuple, data: bytes = b"\0" * 64) -> Path:
 
 
 def ucsd_m(tmp: Path, lines: list[str]) -> Path:
-    (tmp / "UCSDped2.m").write_text("TestDataset = {};\n" + "".join(f"TestDataset{{end+1}}.gt_frame = [{l}];\n"
-                                                                     for l in lines))
+    (tmp / "UCSDped2.m").write_text("TestDataset = {};\n" + "".join(f"TestDataset{{end+1}}.gt_frame = [{line}];\n"
+                                                                     for line in lines))
     return tmp / "UCSDped2.m"
 
 
@@ -487,8 +487,8 @@ def test_corrupt_jpeg_fails_the_workflow_with_one_line_and_no_traceback(tmp_path
     proc = run_snakemake(workdir, "resources/bad/frames", check=False)
     output = proc.stdout + proc.stderr
     # the source is linked in as resources/bad/source/data, so the line names the frame there
-    named = [l for l in output.splitlines() if l.startswith("error: ") and "mini/testing/frames/01/001.jpg: unreadable "
-             "image" in l and "Re-extract or re-download" in l]
+    named = [line for line in output.splitlines() if line.startswith("error: ") and "mini/testing/frames/01/001.jpg: unreadable "
+             "image" in line and "Re-extract or re-download" in line]
     assert proc.returncode != 0 and named, output
     assert "Traceback" not in output
     assert not (workdir / "resources/bad/frames").exists()

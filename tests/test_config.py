@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from conftest import REPO, run_snakemake
+
 from vadbench.config import normalise_seeds, protocol_of, run_config, validate_config
 from vadbench.errors import ConfigError
 

@@ -6,7 +6,6 @@ import re
 
 import pytest
 import yaml
-
 from conftest import REPO
 
 ENV_FILE = REPO / "envs/vadbench.yaml"

@@ -28,7 +28,7 @@ def labels_by_hand():
 
 def noisy_scores(seed=0):
     rng = np.random.default_rng(seed)
-    return {v: l + rng.normal(0, 0.7, len(l)) for v, l in labels_by_hand().items()}
+    return {v: label + rng.normal(0, 0.7, len(label)) for v, label in labels_by_hand().items()}
 
 
 def write_liu_mat(path):
@@ -90,8 +90,8 @@ def test_csv_and_flat_npy_scores_equal_per_video_npz(label_files, tmp_path):
             f.writelines(f"Test0{v},{i},{float(x)!r}\n" for i, x in enumerate(s))
     results = []
     for path in ("s.npz", "s.npy", "s.csv"):
-        s, l, _ = load_pair(tmp_path / path, label_files / "test_frame_mask")
-        results.append(evaluate(s, l, Protocol(), bootstrap_samples=0)["micro_auc"])
+        s, labels, _ = load_pair(tmp_path / path, label_files / "test_frame_mask")
+        results.append(evaluate(s, labels, Protocol(), bootstrap_samples=0)["micro_auc"])
     assert results[0] == results[1] == results[2]
 
 

@@ -15,7 +15,6 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from conftest import SLOW_TARGET, SNAKEMAKE, run_snakemake, slow_workdir
 
 pytestmark = pytest.mark.workflow

@@ -16,9 +16,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-
 from conftest import prepare_tiny_data, tiny_config
 from test_training import StopAfter
+
 from vadbench.clips import build_index
 from vadbench.config import run_config
 from vadbench.errors import DatasetError

@@ -6,8 +6,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
-
 from test_datasets import write_liu
+
 from vadbench.datasets import convert_source, fetch_source
 from vadbench.datasets.ucsd import parse_gt_m
 from vadbench.errors import DatasetError

@@ -13,7 +13,6 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-
 from conftest import TINY_CONFIG, copy_workflow, run_snakemake
 
 pytestmark = pytest.mark.workflow

@@ -7,8 +7,7 @@ import torch.nn.functional as F
 
 from vadbench.models import build_model
 from vadbench.models.mnad import MNAD, memory_losses, read_memory, update_memory
-from vadbench.protocol import Protocol
-from vadbench.protocol import minmax
+from vadbench.protocol import Protocol, minmax
 
 
 def unit(*rows):
@@ -115,9 +114,8 @@ def test_test_time_update_only_below_the_threshold():
 def test_both_variants_through_the_real_dag(tmp_path):
     import json
 
-    from mlflow.tracking import MlflowClient
-
     from conftest import TINY_CONFIG, copy_workflow, run_snakemake
+    from mlflow.tracking import MlflowClient
 
     root = copy_workflow(tmp_path)
     (root / "tiny.yaml").write_text(TINY_CONFIG.replace("seeds: [0, 1]", "seeds: [0]"))

@@ -12,7 +12,6 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from conftest import REPO, run_snakemake, tiny_config
 
 pytestmark = pytest.mark.workflow

@@ -137,7 +137,7 @@ def test_eer_by_hand():
 def test_bootstrap_interval_resamples_videos_deterministically():
     rng = np.random.default_rng(1)
     labels = {f"v{i}": (np.arange(50) % 10 < 3).astype(np.uint8) for i in range(8)}
-    scores = {v: l + rng.normal(0, 0.8, 50) for v, l in labels.items()}
+    scores = {v: label + rng.normal(0, 0.8, 50) for v, label in labels.items()}
     scored = {v: np.ones(50, bool) for v in labels}
     a = bootstrap_micro_auc(scores, labels, scored, samples=200, seed=0)
     b = bootstrap_micro_auc(scores, labels, scored, samples=200, seed=0)

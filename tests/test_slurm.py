@@ -21,7 +21,6 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from conftest import REPO, SNAKEMAKE, TINY_CONFIG, copy_workflow, run_snakemake
 
 pytestmark = [pytest.mark.slurm, pytest.mark.workflow]

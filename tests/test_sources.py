@@ -16,11 +16,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 import yaml
-
 from conftest import REPO, run_snakemake
 from test_datasets import write_liu
+
 from vadbench.config import validate_config
 from vadbench.datasets import convert_source
 from vadbench.datasets.sources import fetch_source, safe_extract

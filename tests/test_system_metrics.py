@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
+from conftest import REPO
 
 import vadbench.tracking as tracking
-from conftest import REPO
 from vadbench.config import validate_config
 from vadbench.errors import ConfigError
 from vadbench.tracking import SYSTEM_METRICS_PREFIX, SYSTEM_METRICS_THREAD, RunLogger, system_metrics_on, tracked

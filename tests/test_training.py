@@ -4,9 +4,8 @@ from pathlib import Path
 
 import pytest
 import torch
-import yaml
-
 from conftest import prepare_tiny_data, tiny_config
+
 from vadbench.config import run_config
 from vadbench.training import load_trained, train_model
 

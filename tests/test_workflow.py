@@ -10,7 +10,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from conftest import REPO, run_snakemake
 
 TARGETS = ()  # the default target: summary tables and every seed's plots

@@ -110,11 +110,10 @@ def check_evaluate_args(args: argparse.Namespace) -> None:
 def evaluate_command(args: argparse.Namespace) -> dict:
     import numpy as np
 
+    from vadbench.errors import ConfigError
     from vadbench.metrics import evaluate
     from vadbench.protocol import Protocol
     from vadbench.scorefiles import load_pair
-
-    from vadbench.errors import ConfigError
 
     check_evaluate_args(args)
     scores, labels, recorded = load_pair(args.scores, args.labels)

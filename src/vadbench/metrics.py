@@ -132,12 +132,12 @@ def evaluate(raw: dict[str, np.ndarray], labels: dict[str, np.ndarray], protocol
         raise DatasetError("no videos to evaluate; the score file holds none")
     if isinstance(bootstrap_samples, bool) or not isinstance(bootstrap_samples, (int, np.integer)) or bootstrap_samples < 0:
         raise ConfigError(f"bootstrap_samples must be an integer >= 0 (0: no interval), got {bootstrap_samples!r}")
-    for v, l in labels.items():
-        l = np.asarray(l)
-        if l.ndim != 1 or l.dtype.kind not in "biuf" or not np.isin(l, (0, 1)).all():
+    for v, given in labels.items():
+        label = np.asarray(given)
+        if label.ndim != 1 or label.dtype.kind not in "biuf" or not np.isin(label, (0, 1)).all():
             raise DatasetError(f"video {v}: labels must be a 1-D array of 0 (normal) and 1 (anomalous), got "
-                               f"{l.dtype} {l.shape} holding {np.unique(l)[:5].tolist()}")
-    labels = {v: np.asarray(l).astype(np.uint8) for v, l in labels.items()}
+                               f"{label.dtype} {label.shape} holding {np.unique(label)[:5].tolist()}")
+    labels = {v: np.asarray(label).astype(np.uint8) for v, label in labels.items()}
     scores, scored = apply_protocol(raw, labels, protocol)
     unnormalised, _ = apply_protocol(raw, labels, replace(protocol, normalisation="none"))
     s, y = concat_scored(scores, labels, scored)
@@ -158,7 +158,7 @@ def evaluate(raw: dict[str, np.ndarray], labels: dict[str, np.ndarray], protocol
         "per_video_auc": per_video,
         "videos": len(scores),
         "frames_scored": int(len(y)),
-        "frames_total": int(sum(len(l) for l in labels.values())),
+        "frames_total": int(sum(len(label) for label in labels.values())),
         "anomalous_frames_scored": int(y.sum()),
         "protocol": protocol.to_dict(),
     }

@@ -416,8 +416,8 @@ def match_videos(scores: dict[str, np.ndarray], labels: dict[str, np.ndarray],
 
 def _check_both_classes(labels: dict[str, np.ndarray], where: str | Path) -> None:
     """An AUC needs anomalous and normal frames; refuse a label file with only one class."""
-    anomalous = sum(int(l.sum()) for l in labels.values())
-    total = sum(len(l) for l in labels.values())
+    anomalous = sum(int(label.sum()) for label in labels.values())
+    total = sum(len(label) for label in labels.values())
     if anomalous in (0, total):
         raise DatasetError(f"{where}: all {total} frames are labelled {'anomalous' if anomalous else 'normal'}; an AUC "
                            "needs both classes. Check that this is the test split's label file")
@@ -443,7 +443,7 @@ def load_pair(scores_path: str | Path, labels_path: str | Path | None) -> tuple[
             raise DatasetError(f"{scores_path}: flat scores need per-video labels (a mask folder or labels.npz) to be "
                                f"split into videos, but {labels_path} is flat too")
         _check_both_classes(labels, labels_path)
-        ordered = _ordered_lengths({v: len(l) for v, l in labels.items()})
+        ordered = _ordered_lengths({v: len(label) for v, label in labels.items()})
         return split_flat(scores, ordered, str(scores_path)), labels, protocol
     lengths = {v: len(s) for v, s in scores.items()}
     labels = read_labels(labels_path, lengths)

@@ -11,12 +11,11 @@ import shutil
 from pathlib import Path
 from typing import Callable
 
-from vadbench.fileio import read_json
-
 from vadbench.datasets import avenue, liu, shanghaitech, ucsd
 from vadbench.datasets.canonical import SourceVideos, write_canonical
 from vadbench.datasets.sources import ArchiveLimits, fetch_source, open_source, sha256_of
 from vadbench.errors import ConfigError
+from vadbench.fileio import read_json
 
 __all__ = ["LAYOUTS", "convert_source", "fetch_source", "source_provenance"]
 

@@ -154,8 +154,8 @@ def write_canonical(source: SourceVideos, out_dir: str | Path, provenance: list 
             n = manifest["splits"]["test"][video]
             if labels.shape != (n,):
                 raise DatasetError(f"test video {video}: {labels.shape[0]} labels for {n} frames")
-        np.savez(tmp / "labels.npz", **{v: l.astype(np.uint8) for v, l in sorted(source.labels.items())})
-        manifest["anomalous_test_frames"] = int(sum(int(l.sum()) for l in source.labels.values()))
+        np.savez(tmp / "labels.npz", **{v: label.astype(np.uint8) for v, label in sorted(source.labels.items())})
+        manifest["anomalous_test_frames"] = int(sum(int(label.sum()) for label in source.labels.values()))
         write_json(tmp / "manifest.json", manifest)
     return manifest
 

@@ -24,8 +24,8 @@ from __future__ import annotations
 from typing import Sequence
 
 import torch
-from torch import nn
 import torch.nn.functional as F
+from torch import nn
 
 from vadbench.models.memory import Addressing, MemoryModule, addressing_entropy, live_fraction
 

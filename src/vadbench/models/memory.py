@@ -21,8 +21,8 @@ import math
 from typing import Literal
 
 import torch
-from torch import nn
 import torch.nn.functional as F
+from torch import nn
 
 Addressing = Literal["dot", "cosine"]
 
