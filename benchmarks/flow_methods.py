@@ -67,8 +67,9 @@ def synthetic_scene(pairs: int, seed: int = 0) -> tuple[list[np.ndarray], list[n
     return frames, flows[:-1], masks[:-1]
 
 
-def measure(method: str, frames: list[np.ndarray], truth: list[np.ndarray], masks: list[np.ndarray],
-            min_seconds: float) -> dict[str, float]:
+def measure(
+    method: str, frames: list[np.ndarray], truth: list[np.ndarray], masks: list[np.ndarray], min_seconds: float
+) -> dict[str, float]:
     """EPE over the scene's pairs, and pairs/s over passes repeated for at least ``min_seconds``."""
     estimate = make_estimator(method)
     estimate(frames[0], frames[1])  # warm-up: allocations, thread pool
@@ -81,8 +82,12 @@ def measure(method: str, frames: list[np.ndarray], truth: list[np.ndarray], mask
         done += len(truth)
     rate = done / (time.perf_counter() - start)
     epe, moving = np.stack(errors), np.stack(masks)
-    return {"pairs_s": rate, "epe": float(epe.mean()), "epe_moving": float(epe[moving].mean()),
-            "epe_static": float(epe[~moving].mean())}
+    return {
+        "pairs_s": rate,
+        "epe": float(epe.mean()),
+        "epe_moving": float(epe[moving].mean()),
+        "epe_static": float(epe[~moving].mean()),
+    }
 
 
 def hms(seconds: float) -> str:
@@ -95,8 +100,10 @@ def print_methods(results: dict[str, dict[str, float]], threads: int) -> None:
     print("| method | pairs/s | slower than fastest | EPE all | EPE moving | EPE static | Ped2 projected |")
     print("|---|---|---|---|---|---|---|")
     for method, r in results.items():
-        print(f"| {method} | {r['pairs_s']:,.1f} | {fastest / r['pairs_s']:,.1f}x | {r['epe']:.3f} | "
-              f"{r['epe_moving']:.3f} | {r['epe_static']:.3f} | {hms(PED2_PAIRS / r['pairs_s'])} |")
+        print(
+            f"| {method} | {r['pairs_s']:,.1f} | {fastest / r['pairs_s']:,.1f}x | {r['epe']:.3f} | "
+            f"{r['epe_moving']:.3f} | {r['epe_static']:.3f} | {hms(PED2_PAIRS / r['pairs_s'])} |"
+        )
 
 
 def ped2_arrays(tmp: Path, quick: bool) -> Path:
@@ -113,8 +120,10 @@ def ped2_arrays(tmp: Path, quick: bool) -> Path:
             frames = np.stack([decode_frame(p, (SIZE, SIZE), 1) for p in sorted(video.glob("*.jpg"))])
             splits[split][video.name] = len(frames)
             checksums[split][video.name] = save_array(arrays / split / f"{video.name}.npy", frames)
-    write_json(arrays / "manifest.json", {"size": [SIZE, SIZE], "channels": 1, "splits": splits, "arrays": checksums,
-                                          "sources": None})
+    write_json(
+        arrays / "manifest.json",
+        {"size": [SIZE, SIZE], "channels": 1, "splits": splits, "arrays": checksums, "sources": None},
+    )
     return arrays
 
 
@@ -127,8 +136,10 @@ def run_ped2(threads: int, quick: bool) -> None:
         info = flow_videos(arrays, Path(tmp) / "flow", method="dis", threads=threads)
         seconds = time.perf_counter() - start
     pairs = sum(sum(videos.values()) for videos in info["splits"].values())
-    print(f"\nPed2{' (2 videos per split)' if quick else ''}: decode+resize {decoded:.1f} s; flow_videos dis, "
-          f"{threads} threads: {pairs:,} pairs in {seconds:.1f} s = {pairs / seconds:,.1f} pairs/s")
+    print(
+        f"\nPed2{' (2 videos per split)' if quick else ''}: decode+resize {decoded:.1f} s; flow_videos dis, "
+        f"{threads} threads: {pairs:,} pairs in {seconds:.1f} s = {pairs / seconds:,.1f} pairs/s"
+    )
     print("| split | max abs dx | max abs dy | 99.9th pct magnitude |")
     print("|---|---|---|---|")
     for split, m in info["magnitude"].items():
@@ -144,8 +155,10 @@ def main() -> None:
     cv2.setNumThreads(args.threads)
     frames, truth, masks = synthetic_scene(8 if args.quick else 30)
     moving = np.stack(masks).mean()
-    print(f"synthetic scene: {len(truth)} pairs, {len(OBJECTS)} moving rectangles ({moving:.1%} of pixels), "
-          f"speeds {', '.join(f'{np.hypot(*v):.2f}' for _, v in OBJECTS)} px/frame")
+    print(
+        f"synthetic scene: {len(truth)} pairs, {len(OBJECTS)} moving rectangles ({moving:.1%} of pixels), "
+        f"speeds {', '.join(f'{np.hypot(*v):.2f}' for _, v in OBJECTS)} px/frame"
+    )
     results = {m: measure(m, frames, truth, masks, 1.0 if args.quick else 5.0) for m in METHODS}
     print_methods(results, args.threads)
     if PED2.exists() and not args.skip_ped2:

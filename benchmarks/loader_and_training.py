@@ -40,16 +40,25 @@ def source_frames(tmp: Path) -> tuple[Path, str]:
     if PED2.exists():
         root = tmp / "ped2src"
         with tarfile.open(PED2) as tar:
-            wanted = [m for m in tar.getmembers() if m.name.startswith(("ped2/training/frames/01/", "ped2/training/frames/02/",
-                                                                        "ped2/testing/frames/01/")) or m.name == "ped2/ped2.mat"]
+            wanted = [
+                m
+                for m in tar.getmembers()
+                if m.name.startswith(
+                    ("ped2/training/frames/01/", "ped2/training/frames/02/", "ped2/testing/frames/01/")
+                )
+                or m.name == "ped2/ped2.mat"
+            ]
             tar.extractall(root, members=wanted, filter="data")
         # keep the ground truth consistent with the one test video extracted
         import scipy.io
+
         gt = scipy.io.loadmat(root / "ped2/ped2.mat")["gt"][:, :1]
         scipy.io.savemat(root / "ped2/ped2.mat", {"gt": gt})
         what = "UCSD Ped2 training videos 01-02 (360x240 JPEG)"
     else:
-        root = generate(tmp / "toysrc", SyntheticSpec(frame_size=240, train_videos=2, test_videos=1, frames_per_video=120))
+        root = generate(
+            tmp / "toysrc", SyntheticSpec(frame_size=240, train_videos=2, test_videos=1, frames_per_video=120)
+        )
         what = "synthetic scene at 240x240 JPEG (ped2.tar not found)"
     convert_source(root, "liu", tmp / "frames")
     return tmp / "frames", what
@@ -98,7 +107,9 @@ def matmul_peak(threads: int, n: int = 2048, reps: int = 10) -> float:
     return 2 * n**3 * reps / (time.perf_counter() - t0) / 1e9
 
 
-def training_rate(model_name: str, params: dict, size, clip_length: int, batch: int, threads: int, steps: int, amp: str):
+def training_rate(
+    model_name: str, params: dict, size, clip_length: int, batch: int, threads: int, steps: int, amp: str
+):
     torch.set_num_threads(threads)
     torch.manual_seed(0)
     model = build_model(model_name, **params)
@@ -129,15 +140,21 @@ def main() -> None:
     parser.add_argument("--preset", default="cpu")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--steps", type=int, default=10)
-    parser.add_argument("--variants", nargs="+", default=["ae", "memae", "mnad_recon", "mnad_pred"],
-                        help="variants to time at the preset's scale (each with its own preset mapping)")
+    parser.add_argument(
+        "--variants",
+        nargs="+",
+        default=["ae", "memae", "mnad_recon", "mnad_pred"],
+        help="variants to time at the preset's scale (each with its own preset mapping)",
+    )
     parser.add_argument("--skip-loader", action="store_true")
     args = parser.parse_args()
     config = yaml.safe_load((REPO / "config/config.yaml").read_text())
     preset = config["presets"][args.preset]
     size, t, batch = tuple(preset["frame_size"]), preset["clip_length"], preset["batch_size"]
-    print(f"torch {torch.__version__}, {args.threads} threads, preset {args.preset}: {size[0]}x{size[1]}x{preset['channels']}, "
-          f"{t}-frame clips, batch {batch}, widths {preset['widths']}")
+    print(
+        f"torch {torch.__version__}, {args.threads} threads, preset {args.preset}: {size[0]}x{size[1]}x{preset['channels']}, "
+        f"{t}-frame clips, batch {batch}, widths {preset['widths']}"
+    )
     if not args.skip_loader:
         with tempfile.TemporaryDirectory() as tmp:
             tmp = Path(tmp)
@@ -157,9 +174,13 @@ def main() -> None:
         vp = run["preset"]
         vsize, vt, vbatch = tuple(vp["frame_size"]), vp["clip_length"], vp["batch_size"]
         for amp in ("none", "bf16"):
-            rate, gflops = training_rate(run["model"], run["model_params"], vsize, vt, vbatch, args.threads, args.steps, amp)
-            print(f"  train {variant:10s} ({run['preset_name']}, {vsize[0]}x{vsize[1]}, {vt} frames, batch {vbatch}) "
-                  f"amp={amp:5s}: {rate:7.1f} clips/s, {gflops:7.1f} GFLOP/s = {gflops / peak:5.2f} x fp32 peak")
+            rate, gflops = training_rate(
+                run["model"], run["model_params"], vsize, vt, vbatch, args.threads, args.steps, amp
+            )
+            print(
+                f"  train {variant:10s} ({run['preset_name']}, {vsize[0]}x{vsize[1]}, {vt} frames, batch {vbatch}) "
+                f"amp={amp:5s}: {rate:7.1f} clips/s, {gflops:7.1f} GFLOP/s = {gflops / peak:5.2f} x fp32 peak"
+            )
 
 
 if __name__ == "__main__":

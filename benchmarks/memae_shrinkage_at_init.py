@@ -28,8 +28,9 @@ from vadbench.models.memory import raw_max_weights
 REPO = Path(__file__).resolve().parents[1]
 
 
-def live_shares(widths: list[int], clips: torch.Tensor, seed: int, memory_size: int,
-                thresholds: list[float]) -> tuple[int, dict[float, float]]:
+def live_shares(
+    widths: list[int], clips: torch.Tensor, seed: int, memory_size: int, thresholds: list[float]
+) -> tuple[int, dict[float, float]]:
     """``(queries, share of them with a softmax weight above each threshold)`` for a fresh model."""
     torch.manual_seed(seed)
     model = build_model("memae", in_channels=clips.shape[1], widths=widths, memory_size=memory_size)

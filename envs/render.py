@@ -45,8 +45,10 @@ def read_pins(text: str) -> list[str]:
         if not line:
             continue
         if not _PIN.match(line):
-            raise ValueError(f"constraints.txt line {number}: {line!r} is not an exact pin (name==version); "
-                             "every line must pin one package so that envs/vadbench.yaml installs the same wheels")
+            raise ValueError(
+                f"constraints.txt line {number}: {line!r} is not an exact pin (name==version); "
+                "every line must pin one package so that envs/vadbench.yaml installs the same wheels"
+            )
         pins.append(line)
     return pins
 

@@ -79,8 +79,11 @@ summary:
 
 
 # one seed, more clips per epoch and more epochs than the tiny preset: time to interrupt training
-SLOW_CONFIG = TINY_CONFIG.replace("seeds: [0, 1]", "seeds: [0]").replace("train_stride: 4", "train_stride: 1").replace(
-    "epochs: 2", "epochs: 6")
+SLOW_CONFIG = (
+    TINY_CONFIG.replace("seeds: [0, 1]", "seeds: [0]")
+    .replace("train_stride: 4", "train_stride: 1")
+    .replace("epochs: 2", "epochs: 6")
+)
 SLOW_TARGET = "results/toy_memae_auc.json"
 
 
@@ -88,7 +91,9 @@ def _merge(base: dict, overlay: dict) -> dict:
     """``overlay`` merged into a copy of ``base`` key by key, as Snakemake merges a ``--configfile``."""
     merged = dict(base)
     for key, value in overlay.items():
-        merged[key] = _merge(merged[key], value) if isinstance(value, dict) and isinstance(merged.get(key), dict) else value
+        merged[key] = (
+            _merge(merged[key], value) if isinstance(value, dict) and isinstance(merged.get(key), dict) else value
+        )
     return merged
 
 
@@ -137,8 +142,9 @@ def copy_workflow(dest: Path) -> Path:
     return dest
 
 
-def run_snakemake(workdir: Path, *args: str, configfile: str | None = "tiny.yaml", check: bool = True,
-                  env: dict | None = None) -> subprocess.CompletedProcess:
+def run_snakemake(
+    workdir: Path, *args: str, configfile: str | None = "tiny.yaml", check: bool = True, env: dict | None = None
+) -> subprocess.CompletedProcess:
     """Run the real Snakemake CLI in ``workdir`` (with ``--configfile`` last: it takes several values)."""
     extra = ["--configfile", configfile] if configfile else []
     proc = subprocess.run(

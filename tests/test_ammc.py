@@ -49,8 +49,10 @@ def moving_square(b=2, t=5, size=32):
 
 
 def optimizers_for(model, lr=1e-3):
-    return {name: torch.optim.Adam(group["params"], lr=lr * group["lr_scale"])
-            for name, group in model.parameter_groups().items()}
+    return {
+        name: torch.optim.Adam(group["params"], lr=lr * group["lr_scale"])
+        for name, group in model.parameter_groups().items()
+    }
 
 
 def no_autocast():
@@ -236,8 +238,9 @@ def test_test_terms_give_appearance_psnr_and_commit_per_clip():
 # ----------------------------------------------------------------------------- training
 
 
-@pytest.mark.parametrize("make", [lambda: AMMCNet(**TINY), lambda: AMMCStream(stream="motion", **TINY)],
-                         ids=["joint", "motion_stream"])
+@pytest.mark.parametrize(
+    "make", [lambda: AMMCNet(**TINY), lambda: AMMCStream(stream="motion", **TINY)], ids=["joint", "motion_stream"]
+)
 def test_training_step_updates_g_then_d_and_each_step_only_its_own(make):
     model = make().train()
     optimizers = optimizers_for(model)
@@ -246,7 +249,8 @@ def test_training_step_updates_g_then_d_and_each_step_only_its_own(make):
     g0, d0 = snapshot(g_params), snapshot(d_params)
     between = {}
     optimizers["discriminator"].register_step_pre_hook(
-        lambda *_: between.update(g=snapshot(g_params), d=snapshot(d_params)))
+        lambda *_: between.update(g=snapshot(g_params), d=snapshot(d_params))
+    )
     terms = model.training_step(random_clips(), optimizers, no_autocast)
     assert {"loss", "intensity", "adversarial", "discriminator"} <= set(terms)
     assert all(isinstance(v, float) for v in terms.values())

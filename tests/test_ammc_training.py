@@ -44,18 +44,31 @@ def weights(path: Path) -> dict[str, torch.Tensor]:
 def test_stage_two_starts_from_the_streams_and_trains_every_part(prepared, tmp_path):
     root, _, joint, streams = prepared
     train_model(joint, *_args(root), tmp_path / "m.pt", tmp_path / "m.ckpt", flow_dir=root / "flow", init_from=streams)
-    model, run = load_trained(tmp_path / "m.pt", arrays_dir=root / "arrays", index_path=root / "clips.npz",
-                              flow_dir=root / "flow")
+    model, run = load_trained(
+        tmp_path / "m.pt", arrays_dir=root / "arrays", index_path=root / "clips.npz", flow_dir=root / "flow"
+    )
     assert run["model"] == "ammc" and type(model).__name__ == "AMMCNet"
     state, appearance = weights(tmp_path / "m.pt"), weights(streams["appearance"])
     # trained on from the stream: close to it but moved; the bridge trained from its own init
-    moved = [k for k in appearance if k.startswith("unet.") and appearance[k].is_floating_point()
-             and not torch.equal(state["appearance." + k[len("unet."):]], appearance[k])]
+    moved = [
+        k
+        for k in appearance
+        if k.startswith("unet.")
+        and appearance[k].is_floating_point()
+        and not torch.equal(state["appearance." + k[len("unet.") :]], appearance[k])
+    ]
     assert moved
     saved = torch.load(tmp_path / "m.ckpt", weights_only=True)
     assert set(saved["optimizer"]) == {"generator", "discriminator"}
-    assert {"intensity", "gradient", "adversarial", "commit_appearance", "commit_motion", "flow_intensity",
-            "discriminator"} <= set(saved["history"][-1])
+    assert {
+        "intensity",
+        "gradient",
+        "adversarial",
+        "commit_appearance",
+        "commit_motion",
+        "flow_intensity",
+        "discriminator",
+    } <= set(saved["history"][-1])
 
 
 def test_stage_two_resumes_after_sigterm_to_the_same_weights(prepared, tmp_path):
@@ -63,7 +76,9 @@ def test_stage_two_resumes_after_sigterm_to_the_same_weights(prepared, tmp_path)
     kwargs = {"flow_dir": root / "flow", "init_from": streams}
     train_model(joint, *_args(root), tmp_path / "full.pt", tmp_path / "full.ckpt", **kwargs)
     with pytest.raises(Preempted):
-        train_model(joint, *_args(root), tmp_path / "r.pt", tmp_path / "r.ckpt", tracker=TermAfterFirstEpoch(), **kwargs)
+        train_model(
+            joint, *_args(root), tmp_path / "r.pt", tmp_path / "r.ckpt", tracker=TermAfterFirstEpoch(), **kwargs
+        )
     assert torch.load(tmp_path / "r.ckpt", weights_only=True)["partial"]["epoch"] == 1
     tracker = StopAfter(None)
     train_model(joint, *_args(root), tmp_path / "r.pt", tmp_path / "r.ckpt", tracker=tracker, **kwargs)
@@ -77,16 +92,18 @@ def test_flow_joins_the_data_fingerprint(prepared, tmp_path):
     root, _, _, streams = prepared
     flow_videos(root / "arrays", tmp_path / "flow", method="farneback")
     with pytest.raises(DatasetError, match="flow manifest"):
-        load_trained(streams["appearance"], arrays_dir=root / "arrays", index_path=root / "clips.npz",
-                     flow_dir=tmp_path / "flow")
+        load_trained(
+            streams["appearance"], arrays_dir=root / "arrays", index_path=root / "clips.npz", flow_dir=tmp_path / "flow"
+        )
 
 
 def test_stage_two_refuses_streams_of_other_data(prepared, tmp_path):
     root, _, joint, streams = prepared
     flow_videos(root / "arrays", tmp_path / "flow", method="farneback")
     with pytest.raises(DatasetError, match="stream_appearance.pt was trained on"):
-        train_model(joint, *_args(root), tmp_path / "m.pt", tmp_path / "m.ckpt", flow_dir=tmp_path / "flow",
-                    init_from=streams)
+        train_model(
+            joint, *_args(root), tmp_path / "m.pt", tmp_path / "m.ckpt", flow_dir=tmp_path / "flow", init_from=streams
+        )
 
 
 def test_ammc_score_on_hand_made_terms():

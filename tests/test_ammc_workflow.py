@@ -38,8 +38,9 @@ def test_flow_is_computed_once_beside_the_arrays(finished):
     manifest = json.loads((flow / "manifest.json").read_text())
     assert manifest["method"] == "dis"
     for split in ("train", "test"):
-        for video, frames in json.loads((finished / "resources/toy/tiny_ammc/arrays/manifest.json").read_text()
-                                        )["splits"][split].items():
+        for video, frames in json.loads((finished / "resources/toy/tiny_ammc/arrays/manifest.json").read_text())[
+            "splits"
+        ][split].items():
             array = np.load(flow / split / f"{video}.npy", mmap_mode="r")
             assert array.shape == (frames - 1, 32, 32, 2) and array.dtype == np.float16
 
@@ -69,12 +70,22 @@ def test_mlflow_nests_both_stages_under_the_parent(finished):
 
     client = MlflowClient(tracking_uri=f"sqlite:///{finished}/results/mlflow.db")
     experiment = client.get_experiment_by_name("vadbench-toy")
-    runs = {r.info.run_name: r for r in client.search_runs([experiment.experiment_id])
-            if r.data.tags.get("vadbench.role") != "parent"}
-    parents = {r.data.tags["variant"]: r.info.run_id for r in client.search_runs([experiment.experiment_id])
-               if r.data.tags.get("vadbench.role") == "parent"}
-    assert sorted(runs) == ["ammc-seed0", "ammc-seed0-stream_appearance", "ammc-seed0-stream_motion",
-                            "ammc_appearance-seed0"]
+    runs = {
+        r.info.run_name: r
+        for r in client.search_runs([experiment.experiment_id])
+        if r.data.tags.get("vadbench.role") != "parent"
+    }
+    parents = {
+        r.data.tags["variant"]: r.info.run_id
+        for r in client.search_runs([experiment.experiment_id])
+        if r.data.tags.get("vadbench.role") == "parent"
+    }
+    assert sorted(runs) == [
+        "ammc-seed0",
+        "ammc-seed0-stream_appearance",
+        "ammc-seed0-stream_motion",
+        "ammc_appearance-seed0",
+    ]
     for name, run in runs.items():
         assert run.info.status == "FINISHED"
         variant = "ammc_appearance" if name.startswith("ammc_appearance") else "ammc"
@@ -83,14 +94,17 @@ def test_mlflow_nests_both_stages_under_the_parent(finished):
     assert runs["ammc-seed0-stream_motion"].data.params["model_params.stream"] == "motion"
     assert "train_flow_intensity" in runs["ammc-seed0"].data.metrics
     assert "micro_auc" in runs["ammc-seed0"].data.metrics and "micro_auc" in runs["ammc_appearance-seed0"].data.metrics
-    assert (runs["ammc_appearance-seed0"].data.tags["stage1_mlflow_run_id"]
-            == runs["ammc-seed0-stream_appearance"].info.run_id)
+    assert (
+        runs["ammc_appearance-seed0"].data.tags["stage1_mlflow_run_id"]
+        == runs["ammc-seed0-stream_appearance"].info.run_id
+    )
 
 
 def test_another_stage_two_setting_reuses_the_streams(finished):
     (finished / "frozen.yaml").write_text(FROZEN)
-    out = run_snakemake(finished, "-n", "results/toy_ammc_frozen_auc.json", "--configfile", "tiny.yaml",
-                        "frozen.yaml", configfile=None).stdout
+    out = run_snakemake(
+        finished, "-n", "results/toy_ammc_frozen_auc.json", "--configfile", "tiny.yaml", "frozen.yaml", configfile=None
+    ).stdout
     assert re.search(r"^train\s+1$", out, re.MULTILINE), out
     assert "train_stream" not in out and "rule flow:" not in out
     assert "results/toy/ammc/seed0/stream_appearance.pt" in out
@@ -114,8 +128,21 @@ def test_evaluate_recombines_the_terms_under_other_weights(finished, capsys):
     # the recorded weights again give the same scores; the paper's Ped2 weights give others
     assert main(["evaluate", "--scores", str(seed / "scores.npz"), "--commit-weight", "0.5", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["micro_auc"] == recorded
-    assert main(["evaluate", "--scores", str(seed / "scores.npz"), "--commit-weight", "0.01", "--smoothing-mu",
-                 "0.55", "--json"]) == 0
+    assert (
+        main(
+            [
+                "evaluate",
+                "--scores",
+                str(seed / "scores.npz"),
+                "--commit-weight",
+                "0.01",
+                "--smoothing-mu",
+                "0.55",
+                "--json",
+            ]
+        )
+        == 0
+    )
     paper = json.loads(capsys.readouterr().out)
     assert paper["protocol"]["commit_weight"] == 0.01 and paper["protocol"]["smoothing_mu"] == 0.55
     assert main(["evaluate", "--scores", str(seed / "scores.npz"), "--smoothing-mu", "0"]) == 2

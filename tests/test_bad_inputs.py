@@ -60,11 +60,23 @@ def scores_npz(tmp: Path, scores: dict | None = None) -> Path:
 
 def vadbench_npz(tmp: Path, protocol: object = None, label: dict | None = None, drop: str | None = None) -> Path:
     """A score file as the ``score`` rule writes it, optionally tampered with."""
-    record = protocol if protocol is not None else {"clip_length": 16, "scored_frame": "centre", "edges": "drop",
-                                                    "normalisation": "per_video_minmax", "smoothing_sigma": 0.0,
-                                                    "name": "memae", "scored_frame_index": 8}
-    arrays = {"videos": np.array(list(LENGTHS)), "protocol": np.array(record if isinstance(record, str)
-                                                                       else json.dumps(record))}
+    record = (
+        protocol
+        if protocol is not None
+        else {
+            "clip_length": 16,
+            "scored_frame": "centre",
+            "edges": "drop",
+            "normalisation": "per_video_minmax",
+            "smoothing_sigma": 0.0,
+            "name": "memae",
+            "scored_frame_index": 8,
+        }
+    )
+    arrays = {
+        "videos": np.array(list(LENGTHS)),
+        "protocol": np.array(record if isinstance(record, str) else json.dumps(record)),
+    }
     for v, s in good_scores().items():
         arrays[f"raw/{v}"] = s
         arrays[f"label/{v}"] = (label or good_labels())[v]
@@ -99,8 +111,9 @@ def npy_header_only(path: Path, shape: tuple, data: bytes = b"\0" * 64) -> Path:
 
 
 def ucsd_m(tmp: Path, lines: list[str]) -> Path:
-    (tmp / "UCSDped2.m").write_text("TestDataset = {};\n" + "".join(f"TestDataset{{end+1}}.gt_frame = [{line}];\n"
-                                                                     for line in lines))
+    (tmp / "UCSDped2.m").write_text(
+        "TestDataset = {};\n" + "".join(f"TestDataset{{end+1}}.gt_frame = [{line}];\n" for line in lines)
+    )
     return tmp / "UCSDped2.m"
 
 
@@ -118,122 +131,377 @@ def good_csv_rows(scores: dict | None = None) -> str:
 Case = Callable[[Path], tuple]
 EVALUATE: dict[str, Case] = {
     # --- formats holding arrays ---
-    "pickled_labels_npz": lambda t: (scores_npz(t), _save_npz(t / "labels.npz", {"01": np.array([0, 1], dtype=object)}),
-                                     [], "labels.npz[01]", "pickled object array"),
-    "pickled_scores_npz": lambda t: (_save_npz(t / "s.npz", {"01": np.array([0.1, "x"], dtype=object)}), mask_folder(t),
-                                     [], "s.npz[01]", "pickled object array"),
-    "pickled_mask_in_folder": lambda t: (scores_npz(t), mask_folder(t, {**good_labels(), "02": np.array([1, None])}),
-                                         [], "02.npy", "pickled object array"),
-    "pickle_file_named_npy": lambda t: (_write(t / "s.npy", pickle.dumps([0.1, 0.2])), mask_folder(t), [], "s.npy",
-                                        "not a NumPy .npy array"),
+    "pickled_labels_npz": lambda t: (
+        scores_npz(t),
+        _save_npz(t / "labels.npz", {"01": np.array([0, 1], dtype=object)}),
+        [],
+        "labels.npz[01]",
+        "pickled object array",
+    ),
+    "pickled_scores_npz": lambda t: (
+        _save_npz(t / "s.npz", {"01": np.array([0.1, "x"], dtype=object)}),
+        mask_folder(t),
+        [],
+        "s.npz[01]",
+        "pickled object array",
+    ),
+    "pickled_mask_in_folder": lambda t: (
+        scores_npz(t),
+        mask_folder(t, {**good_labels(), "02": np.array([1, None])}),
+        [],
+        "02.npy",
+        "pickled object array",
+    ),
+    "pickle_file_named_npy": lambda t: (
+        _write(t / "s.npy", pickle.dumps([0.1, 0.2])),
+        mask_folder(t),
+        [],
+        "s.npy",
+        "not a NumPy .npy array",
+    ),
     "truncated_npz": lambda t: (_truncate(scores_npz(t), 0.5), mask_folder(t), [], "scores.npz", "cannot read"),
     "corrupt_compressed_npz": lambda t: (_corrupt_compressed(t / "s.npz"), mask_folder(t), [], "s.npz", "cannot read"),
-    "npy_header_declares_7_tib": lambda t: (npy_header_only(t / "s.npy", (10**12,)), mask_folder(t), [], "s.npy",
-                                            "GiB, above the"),
-    "npz_member_declares_7_tib": lambda t: (_zip_member(t / "s.npz", "01.npy", npy_header_only(t / "m.npy", (10**12,))),
-                                            mask_folder(t), [], "s.npz[01]", "GiB, above the"),
+    "npy_header_declares_7_tib": lambda t: (
+        npy_header_only(t / "s.npy", (10**12,)),
+        mask_folder(t),
+        [],
+        "s.npy",
+        "GiB, above the",
+    ),
+    "npz_member_declares_7_tib": lambda t: (
+        _zip_member(t / "s.npz", "01.npy", npy_header_only(t / "m.npy", (10**12,))),
+        mask_folder(t),
+        [],
+        "s.npz[01]",
+        "GiB, above the",
+    ),
     "npy_truncated_data": lambda t: (npy_header_only(t / "s.npy", (54,)), mask_folder(t), [], "s.npy", "truncated"),
     "empty_npz": lambda t: (_save_npz(t / "s.npz", {}), mask_folder(t), [], "s.npz", "holds no arrays"),
-    "string_scores": lambda t: (scores_npz(t, {"01": np.array(["a"] * 30), "02": np.zeros(24)}), mask_folder(t), [],
-                                "scores.npz[01]", "1-D numeric array"),
-    "two_dim_scores": lambda t: (scores_npz(t, {"01": np.zeros((30, 2)), "02": np.zeros(24)}), mask_folder(t), [],
-                                 "scores.npz[01]", "1-D numeric array"),
-    "inf_score": lambda t: (scores_npz(t, {**good_scores(), "01": _with(good_scores()["01"], 3, np.inf)}),
-                            mask_folder(t), [], "scores.npz", "video 01 has an infinite score at frame 3"),
-    "minus_inf_in_flat_scores": lambda t: (_save_npy(t / "s.npy", _with(np.zeros(54), 40, -np.inf)), mask_folder(t),
-                                           [], "s.npy", "infinite score at frame 40"),
-    "nan_only_scores": lambda t: (scores_npz(t, {v: np.full(n, np.nan) for v, n in LENGTHS.items()}), mask_folder(t),
-                                  [], "scores.npz", "every score is NaN"),
-    "fractional_labels": lambda t: (scores_npz(t), _save_npz(t / "labels.npz", {**good_labels(), "02": np.full(24, 0.5)}),
-                                    [], "labels.npz[02]", "must be 0 (normal) or 1"),
-    "string_labels": lambda t: (scores_npz(t), _save_npz(t / "labels.npz", {**good_labels(), "02": np.array(["1"] * 24)}),
-                                [], "labels.npz[02]", "dtype <U1"),
-    "mask_value_2": lambda t: (scores_npz(t), mask_folder(t, {**good_labels(), "01": _with(good_labels()["01"], 0, 2)}),
-                               [], "01.npy", "found [2]"),
-    "flat_labels_value_minus_1": lambda t: (scores_npz(t), _save_npy(t / "flat.npy", np.r_[-np.ones(30), np.zeros(24)]),
-                                            [], "flat.npy", "found [-1.0]"),
-    "scores_too_wide_for_float64": lambda t: (scores_npz(t, {"01": np.tile([1e308, -1e308, 0.0], 10), "02": np.zeros(24)}),
-                                              mask_folder(t), [], "scores.npz: video 01's scores span", "rescale them"),
-    "labels_without_anomalies": lambda t: (scores_npz(t), mask_folder(t, {v: np.zeros(n) for v, n in LENGTHS.items()}),
-                                           [], "test_frame_mask", "all 54 frames are labelled normal"),
-    "mismatched_video_names": lambda t: (scores_npz(t, {"01": np.zeros(30), "03": np.zeros(24)}), mask_folder(t), [],
-                                         "scores.npz", "score video '03' has no label"),
-    "mismatched_lengths": lambda t: (scores_npz(t, {"01": np.zeros(30), "02": np.zeros(20)}), mask_folder(t), [],
-                                     "scores.npz", "video 02 has 20 scores"),
-    "label_names_that_collide": lambda t: (scores_npz(t), mask_folder(t, {**good_labels(), "1": np.zeros(30)}), [],
-                                           "test_frame_mask", "have the same number"),
+    "string_scores": lambda t: (
+        scores_npz(t, {"01": np.array(["a"] * 30), "02": np.zeros(24)}),
+        mask_folder(t),
+        [],
+        "scores.npz[01]",
+        "1-D numeric array",
+    ),
+    "two_dim_scores": lambda t: (
+        scores_npz(t, {"01": np.zeros((30, 2)), "02": np.zeros(24)}),
+        mask_folder(t),
+        [],
+        "scores.npz[01]",
+        "1-D numeric array",
+    ),
+    "inf_score": lambda t: (
+        scores_npz(t, {**good_scores(), "01": _with(good_scores()["01"], 3, np.inf)}),
+        mask_folder(t),
+        [],
+        "scores.npz",
+        "video 01 has an infinite score at frame 3",
+    ),
+    "minus_inf_in_flat_scores": lambda t: (
+        _save_npy(t / "s.npy", _with(np.zeros(54), 40, -np.inf)),
+        mask_folder(t),
+        [],
+        "s.npy",
+        "infinite score at frame 40",
+    ),
+    "nan_only_scores": lambda t: (
+        scores_npz(t, {v: np.full(n, np.nan) for v, n in LENGTHS.items()}),
+        mask_folder(t),
+        [],
+        "scores.npz",
+        "every score is NaN",
+    ),
+    "fractional_labels": lambda t: (
+        scores_npz(t),
+        _save_npz(t / "labels.npz", {**good_labels(), "02": np.full(24, 0.5)}),
+        [],
+        "labels.npz[02]",
+        "must be 0 (normal) or 1",
+    ),
+    "string_labels": lambda t: (
+        scores_npz(t),
+        _save_npz(t / "labels.npz", {**good_labels(), "02": np.array(["1"] * 24)}),
+        [],
+        "labels.npz[02]",
+        "dtype <U1",
+    ),
+    "mask_value_2": lambda t: (
+        scores_npz(t),
+        mask_folder(t, {**good_labels(), "01": _with(good_labels()["01"], 0, 2)}),
+        [],
+        "01.npy",
+        "found [2]",
+    ),
+    "flat_labels_value_minus_1": lambda t: (
+        scores_npz(t),
+        _save_npy(t / "flat.npy", np.r_[-np.ones(30), np.zeros(24)]),
+        [],
+        "flat.npy",
+        "found [-1.0]",
+    ),
+    "scores_too_wide_for_float64": lambda t: (
+        scores_npz(t, {"01": np.tile([1e308, -1e308, 0.0], 10), "02": np.zeros(24)}),
+        mask_folder(t),
+        [],
+        "scores.npz: video 01's scores span",
+        "rescale them",
+    ),
+    "labels_without_anomalies": lambda t: (
+        scores_npz(t),
+        mask_folder(t, {v: np.zeros(n) for v, n in LENGTHS.items()}),
+        [],
+        "test_frame_mask",
+        "all 54 frames are labelled normal",
+    ),
+    "mismatched_video_names": lambda t: (
+        scores_npz(t, {"01": np.zeros(30), "03": np.zeros(24)}),
+        mask_folder(t),
+        [],
+        "scores.npz",
+        "score video '03' has no label",
+    ),
+    "mismatched_lengths": lambda t: (
+        scores_npz(t, {"01": np.zeros(30), "02": np.zeros(20)}),
+        mask_folder(t),
+        [],
+        "scores.npz",
+        "video 02 has 20 scores",
+    ),
+    "label_names_that_collide": lambda t: (
+        scores_npz(t),
+        mask_folder(t, {**good_labels(), "1": np.zeros(30)}),
+        [],
+        "test_frame_mask",
+        "have the same number",
+    ),
     # --- the score rule's own .npz ---
-    "unknown_protocol_key": lambda t: (vadbench_npz(t, {"name": "memae", "bogus": 1}), None, [],
-                                       "vadbench_scores.npz", "unknown protocol key(s) bogus; known keys: alpha"),
-    "protocol_value_of_wrong_type": lambda t: (vadbench_npz(t, {"clip_length": "16"}), None, [],
-                                               "vadbench_scores.npz", "clip_length must be an integer"),
-    "protocol_not_json": lambda t: (vadbench_npz(t, "{clip_length: 16"), None, [], "vadbench_scores.npz",
-                                    "not a valid protocol record"),
+    "unknown_protocol_key": lambda t: (
+        vadbench_npz(t, {"name": "memae", "bogus": 1}),
+        None,
+        [],
+        "vadbench_scores.npz",
+        "unknown protocol key(s) bogus; known keys: alpha",
+    ),
+    "protocol_value_of_wrong_type": lambda t: (
+        vadbench_npz(t, {"clip_length": "16"}),
+        None,
+        [],
+        "vadbench_scores.npz",
+        "clip_length must be an integer",
+    ),
+    "protocol_not_json": lambda t: (
+        vadbench_npz(t, "{clip_length: 16"),
+        None,
+        [],
+        "vadbench_scores.npz",
+        "not a valid protocol record",
+    ),
     "protocol_json_list": lambda t: (vadbench_npz(t, "[1, 2]"), None, [], "vadbench_scores.npz", "not an object"),
-    "vadbench_label_value_2": lambda t: (vadbench_npz(t, label={**good_labels(), "02": np.full(24, 2)}), None, [],
-                                         "vadbench_scores.npz[label/02]", "must be 0 (normal) or 1"),
-    "vadbench_missing_raw_array": lambda t: (vadbench_npz(t, drop="raw/02"), None, [], "vadbench_scores.npz",
-                                             "raw/02"),
+    "vadbench_label_value_2": lambda t: (
+        vadbench_npz(t, label={**good_labels(), "02": np.full(24, 2)}),
+        None,
+        [],
+        "vadbench_scores.npz[label/02]",
+        "must be 0 (normal) or 1",
+    ),
+    "vadbench_missing_raw_array": lambda t: (vadbench_npz(t, drop="raw/02"), None, [], "vadbench_scores.npz", "raw/02"),
     # --- CSV ---
-    "csv_frame_999999999999": lambda t: (csv_file(t, "video,frame,score\n01,999999999999,0.5\n"), mask_folder(t), [],
-                                         "scores.csv:2", "frame 999999999999 of video '01' is outside 0..9999999"),
-    "csv_negative_frame": lambda t: (csv_file(t, "video,frame,score\n" + good_csv_rows() + "01,-1,0.5\n"),
-                                     mask_folder(t), [], "scores.csv:56", "frame -1"),
-    "csv_duplicate_frame": lambda t: (csv_file(t, "video,frame,score\n" + good_csv_rows() + "02,3,0.5\n"),
-                                      mask_folder(t), [], "scores.csv:56", "frame 3 is listed twice"),
-    "csv_inf_score": lambda t: (csv_file(t, "video,frame,score\n" + good_csv_rows(
-        {**good_scores(), "02": _with(good_scores()["02"], 7, np.inf)})), mask_folder(t), [], "scores.csv",
-                                "video 02 has an infinite score at frame 7"),
+    "csv_frame_999999999999": lambda t: (
+        csv_file(t, "video,frame,score\n01,999999999999,0.5\n"),
+        mask_folder(t),
+        [],
+        "scores.csv:2",
+        "frame 999999999999 of video '01' is outside 0..9999999",
+    ),
+    "csv_negative_frame": lambda t: (
+        csv_file(t, "video,frame,score\n" + good_csv_rows() + "01,-1,0.5\n"),
+        mask_folder(t),
+        [],
+        "scores.csv:56",
+        "frame -1",
+    ),
+    "csv_duplicate_frame": lambda t: (
+        csv_file(t, "video,frame,score\n" + good_csv_rows() + "02,3,0.5\n"),
+        mask_folder(t),
+        [],
+        "scores.csv:56",
+        "frame 3 is listed twice",
+    ),
+    "csv_inf_score": lambda t: (
+        csv_file(
+            t, "video,frame,score\n" + good_csv_rows({**good_scores(), "02": _with(good_scores()["02"], 7, np.inf)})
+        ),
+        mask_folder(t),
+        [],
+        "scores.csv",
+        "video 02 has an infinite score at frame 7",
+    ),
     "csv_empty_file": lambda t: (csv_file(t, ""), mask_folder(t), [], "scores.csv", "header must name video"),
-    "csv_header_only": lambda t: (csv_file(t, "video,frame,score\n"), mask_folder(t), [], "scores.csv",
-                                  "no score rows"),
-    "csv_missing_column": lambda t: (csv_file(t, "video,score\n01,0.5\n"), mask_folder(t), [], "scores.csv",
-                                     "missing ['frame']"),
-    "csv_short_row": lambda t: (csv_file(t, "video,frame,score\n01,0\n"), mask_folder(t), [], "scores.csv:2",
-                                "different number of fields"),
-    "csv_not_a_number": lambda t: (csv_file(t, "video,frame,score\n01,zero,0.5\n"), mask_folder(t), [],
-                                   "scores.csv:2", "frame must be an integer"),
-    "csv_field_above_csv_limit": lambda t: (csv_file(t, "video,frame,score\n01,0," + "9" * 200_000 + "\n"),
-                                            mask_folder(t), [], "scores.csv", "cannot read this CSV"),
-    "csv_not_utf8": lambda t: (csv_file(t, b"video,frame,score\n\xff\xfe,0,1\n"), mask_folder(t), [], "scores.csv",
-                               "cannot read this CSV"),
+    "csv_header_only": lambda t: (
+        csv_file(t, "video,frame,score\n"),
+        mask_folder(t),
+        [],
+        "scores.csv",
+        "no score rows",
+    ),
+    "csv_missing_column": lambda t: (
+        csv_file(t, "video,score\n01,0.5\n"),
+        mask_folder(t),
+        [],
+        "scores.csv",
+        "missing ['frame']",
+    ),
+    "csv_short_row": lambda t: (
+        csv_file(t, "video,frame,score\n01,0\n"),
+        mask_folder(t),
+        [],
+        "scores.csv:2",
+        "different number of fields",
+    ),
+    "csv_not_a_number": lambda t: (
+        csv_file(t, "video,frame,score\n01,zero,0.5\n"),
+        mask_folder(t),
+        [],
+        "scores.csv:2",
+        "frame must be an integer",
+    ),
+    "csv_field_above_csv_limit": lambda t: (
+        csv_file(t, "video,frame,score\n01,0," + "9" * 200_000 + "\n"),
+        mask_folder(t),
+        [],
+        "scores.csv",
+        "cannot read this CSV",
+    ),
+    "csv_not_utf8": lambda t: (
+        csv_file(t, b"video,frame,score\n\xff\xfe,0,1\n"),
+        mask_folder(t),
+        [],
+        "scores.csv",
+        "cannot read this CSV",
+    ),
     # --- MATLAB ground truth ---
-    "mat_v7_3_hdf5": lambda t: (scores_npz(t), matlab_v73(t / "ped2.mat"), [], "ped2.mat",
-                                "v7.3 (HDF5) file, which vadbench does not read; re-save it in MATLAB with save("),
-    "hdf5_named_mat": lambda t: (scores_npz(t), _write(t / "ped2.mat", b"\x89HDF\r\n\x1a\n" + b"\0" * 600), [],
-                                 "ped2.mat", "'-v7')"),
-    "mat_without_gt": lambda t: (scores_npz(t), _savemat(t / "ped2.mat", {"labels": np.zeros(3)}), [], "ped2.mat",
-                                 "cannot read variable 'gt'"),
-    "mat_that_is_text": lambda t: (scores_npz(t), _write(t / "ped2.mat", b"gt = [1 2]"), [], "ped2.mat",
-                                   "cannot read variable 'gt'"),
-    "mat_gt_3_rows": lambda t: (scores_npz(t), liu_mat(t / "ped2.mat", [[[1, 2], [3, 4], [5, 6]], [[1], [2]]]), [], "ped2.mat",
-                                "entry 1 of 'gt' is not a 2 x K array"),
-    "mat_gt_transposed": lambda t: (scores_npz(t), liu_mat(t / "ped2.mat", [[[1, 2], [5, 6], [9, 10]], [[1], [2]]]), [], "ped2.mat",
-                                    "looks transposed"),
-    "mat_gt_fractional_frame": lambda t: (scores_npz(t), liu_mat(t / "ped2.mat", [[[2.5], [4]], [[1], [2]]]), [], "ped2.mat",
-                                          "whole-number"),
-    "mat_interval_out_of_range": lambda t: (scores_npz(t), liu_mat(t / "ped2.mat", [[[5], [40]], [[1], [2]]]), [], "ped2.mat",
-                                            "interval [5, 40], outside frames 1..30"),
-    "m_without_gt_lines": lambda t: (scores_npz(t), _write(t / "UCSDped2.m", b"% nothing here\n"), [], "UCSDped2.m",
-                                     "no 'TestDataset{end+1}.gt_frame"),
-    "m_range_with_four_parts": lambda t: (scores_npz(t), ucsd_m(t, ["1:2:3:4", "5:6"]), [], "UCSDped2.m:2",
-                                          "cannot read range '1:2:3:4'"),
+    "mat_v7_3_hdf5": lambda t: (
+        scores_npz(t),
+        matlab_v73(t / "ped2.mat"),
+        [],
+        "ped2.mat",
+        "v7.3 (HDF5) file, which vadbench does not read; re-save it in MATLAB with save(",
+    ),
+    "hdf5_named_mat": lambda t: (
+        scores_npz(t),
+        _write(t / "ped2.mat", b"\x89HDF\r\n\x1a\n" + b"\0" * 600),
+        [],
+        "ped2.mat",
+        "'-v7')",
+    ),
+    "mat_without_gt": lambda t: (
+        scores_npz(t),
+        _savemat(t / "ped2.mat", {"labels": np.zeros(3)}),
+        [],
+        "ped2.mat",
+        "cannot read variable 'gt'",
+    ),
+    "mat_that_is_text": lambda t: (
+        scores_npz(t),
+        _write(t / "ped2.mat", b"gt = [1 2]"),
+        [],
+        "ped2.mat",
+        "cannot read variable 'gt'",
+    ),
+    "mat_gt_3_rows": lambda t: (
+        scores_npz(t),
+        liu_mat(t / "ped2.mat", [[[1, 2], [3, 4], [5, 6]], [[1], [2]]]),
+        [],
+        "ped2.mat",
+        "entry 1 of 'gt' is not a 2 x K array",
+    ),
+    "mat_gt_transposed": lambda t: (
+        scores_npz(t),
+        liu_mat(t / "ped2.mat", [[[1, 2], [5, 6], [9, 10]], [[1], [2]]]),
+        [],
+        "ped2.mat",
+        "looks transposed",
+    ),
+    "mat_gt_fractional_frame": lambda t: (
+        scores_npz(t),
+        liu_mat(t / "ped2.mat", [[[2.5], [4]], [[1], [2]]]),
+        [],
+        "ped2.mat",
+        "whole-number",
+    ),
+    "mat_interval_out_of_range": lambda t: (
+        scores_npz(t),
+        liu_mat(t / "ped2.mat", [[[5], [40]], [[1], [2]]]),
+        [],
+        "ped2.mat",
+        "interval [5, 40], outside frames 1..30",
+    ),
+    "m_without_gt_lines": lambda t: (
+        scores_npz(t),
+        _write(t / "UCSDped2.m", b"% nothing here\n"),
+        [],
+        "UCSDped2.m",
+        "no 'TestDataset{end+1}.gt_frame",
+    ),
+    "m_range_with_four_parts": lambda t: (
+        scores_npz(t),
+        ucsd_m(t, ["1:2:3:4", "5:6"]),
+        [],
+        "UCSDped2.m:2",
+        "cannot read range '1:2:3:4'",
+    ),
     "m_empty_range": lambda t: (scores_npz(t), ucsd_m(t, ["9:2", "5:6"]), [], "UCSDped2.m:2", "lists no frame"),
-    "m_stepped_range_past_the_end": lambda t: (scores_npz(t), ucsd_m(t, ["1:2:41", "5:6"]), [], "UCSDped2.m",
-                                               "range 1:2:41, outside its frames 1..30"),
+    "m_stepped_range_past_the_end": lambda t: (
+        scores_npz(t),
+        ucsd_m(t, ["1:2:41", "5:6"]),
+        [],
+        "UCSDped2.m",
+        "range 1:2:41, outside its frames 1..30",
+    ),
     # --- command-line options ---
-    "negative_drop_first": lambda t: (scores_npz(t), mask_folder(t), ["--drop-first", "-39"], "--drop-first -39",
-                                      "must be a number of frames"),
-    "negative_drop_last": lambda t: (scores_npz(t), mask_folder(t), ["--drop-last", "-1"], "--drop-last -1",
-                                     "must be a number of frames"),
-    "negative_bootstrap": lambda t: (scores_npz(t), mask_folder(t), ["--bootstrap", "-5"], "--bootstrap -5",
-                                     "must be in 0..100000"),
-    "huge_bootstrap": lambda t: (scores_npz(t), mask_folder(t), ["--bootstrap", "10000000"], "--bootstrap 10000000",
-                                 "must be in 0..100000"),
-    "infinite_smoothing": lambda t: (scores_npz(t), mask_folder(t), ["--smoothing-sigma", "inf"],
-                                     "--smoothing-sigma inf", "finite number of frames"),
-    "nan_smoothing": lambda t: (scores_npz(t), mask_folder(t), ["--smoothing-sigma", "nan"], "--smoothing-sigma nan",
-                                "finite number of frames"),
+    "negative_drop_first": lambda t: (
+        scores_npz(t),
+        mask_folder(t),
+        ["--drop-first", "-39"],
+        "--drop-first -39",
+        "must be a number of frames",
+    ),
+    "negative_drop_last": lambda t: (
+        scores_npz(t),
+        mask_folder(t),
+        ["--drop-last", "-1"],
+        "--drop-last -1",
+        "must be a number of frames",
+    ),
+    "negative_bootstrap": lambda t: (
+        scores_npz(t),
+        mask_folder(t),
+        ["--bootstrap", "-5"],
+        "--bootstrap -5",
+        "must be in 0..100000",
+    ),
+    "huge_bootstrap": lambda t: (
+        scores_npz(t),
+        mask_folder(t),
+        ["--bootstrap", "10000000"],
+        "--bootstrap 10000000",
+        "must be in 0..100000",
+    ),
+    "infinite_smoothing": lambda t: (
+        scores_npz(t),
+        mask_folder(t),
+        ["--smoothing-sigma", "inf"],
+        "--smoothing-sigma inf",
+        "finite number of frames",
+    ),
+    "nan_smoothing": lambda t: (
+        scores_npz(t),
+        mask_folder(t),
+        ["--smoothing-sigma", "nan"],
+        "--smoothing-sigma nan",
+        "finite number of frames",
+    ),
 }
 
 
@@ -286,8 +554,15 @@ def _zip_member(path: Path, name: str, member: Path) -> Path:
 @pytest.mark.parametrize("case", sorted(EVALUATE))
 def test_bad_evaluate_input_is_one_line_naming_the_file(tmp_path, capsys, case):
     scores, labels, extra, named, message = EVALUATE[case](tmp_path)
-    argv = ["evaluate", "--scores", str(scores), *(["--labels", str(labels)] if labels else []), "--bootstrap", "0",
-            *extra]
+    argv = [
+        "evaluate",
+        "--scores",
+        str(scores),
+        *(["--labels", str(labels)] if labels else []),
+        "--bootstrap",
+        "0",
+        *extra,
+    ]
     assert main(argv) == 2
     out, err = capsys.readouterr()
     assert out == "" and err.startswith("vadbench evaluate: error: ") and err.count("\n") == 1, err
@@ -310,7 +585,9 @@ def bomb_png(path: Path, width: int, height: int) -> Path:
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
 
     ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
-    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"")) + chunk(b"IEND", b""))
+    path.write_bytes(
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"")) + chunk(b"IEND", b"")
+    )
     return path
 
 
@@ -332,6 +609,7 @@ def _liu_case(build: Callable[[Path, Path], tuple]) -> Case:
     def case(tmp: Path) -> tuple:
         src = liu(tmp)
         return build(tmp, src)
+
     return case
 
 
@@ -385,52 +663,90 @@ def _drop_mask(scene: Path) -> Path:
 
 # Each layout case: tmp_path -> (the reader call, the file its error must name, message part)
 LAYOUT: dict[str, Case] = {
-    "liu_corrupt_jpeg": _liu_case(lambda t, s: (convert(t, s), _write(s / "mini/testing/frames/01/001.jpg", b"no jpeg"),
-                                                "unreadable image")),
-    "liu_missing_frame": _liu_case(lambda t, s: (convert(t, s), _unlink_dir(s / "mini/testing/frames/02/001.jpg"),
-                                                 "1 frame(s) missing (number 1)")),
-    "liu_frame_of_200_megapixels": _liu_case(lambda t, s: (convert(t, s), replace_frame(s, "001.jpg", 20000, 10000),
-                                                           "frame of 200000000 pixels, above the limit of 89478485")),
-    "liu_frame_of_96_megapixels": _liu_case(lambda t, s: (convert(t, s), replace_frame(s, "001.jpg", 12000, 8000),
-                                                          "frame of 96000000 pixels")),
+    "liu_corrupt_jpeg": _liu_case(
+        lambda t, s: (convert(t, s), _write(s / "mini/testing/frames/01/001.jpg", b"no jpeg"), "unreadable image")
+    ),
+    "liu_missing_frame": _liu_case(
+        lambda t, s: (convert(t, s), _unlink_dir(s / "mini/testing/frames/02/001.jpg"), "1 frame(s) missing (number 1)")
+    ),
+    "liu_frame_of_200_megapixels": _liu_case(
+        lambda t, s: (
+            convert(t, s),
+            replace_frame(s, "001.jpg", 20000, 10000),
+            "frame of 200000000 pixels, above the limit of 89478485",
+        )
+    ),
+    "liu_frame_of_96_megapixels": _liu_case(
+        lambda t, s: (convert(t, s), replace_frame(s, "001.jpg", 12000, 8000), "frame of 96000000 pixels")
+    ),
     "liu_mat_v7_3": _liu_case(lambda t, s: (convert(t, s), _with_mat(s, matlab_v73), "save('mini.mat', 'gt', '-v7')")),
-    "liu_mat_without_gt": _liu_case(lambda t, s: (convert(t, s), _with_mat(s, lambda p: _savemat(p, {"x": 1})),
-                                                  "cannot read variable 'gt'")),
-    "liu_gt_3_rows": _liu_case(lambda t, s: (convert(t, s), _with_mat(s, lambda p: liu_mat(p, [[[1, 2], [2, 3], [3, 3]], [[1], [2]]])),
-                                             "entry 1 of 'gt' is not a 2 x K array")),
-    "liu_gt_transposed": _liu_case(lambda t, s: (convert(t, s), _with_mat(s, lambda p: liu_mat(p, [[[1], [2]], [[1, 2], [3, 4], [4, 4]]])),
-                                                 "entry 2 of 'gt' is not a 2 x K array")),
-    "liu_gt_fractional_frame": _liu_case(lambda t, s: (convert(t, s), _with_mat(s, lambda p: liu_mat(p, [[[1.5], [2]], [[1], [2]]])),
-                                                       "whole-number")),
-    "liu_gt_out_of_range": _liu_case(lambda t, s: (convert(t, s), _with_mat(s, lambda p: liu_mat(p, [[[1], [2]], [[3], [9]]])),
-                                                   "interval [3, 9], outside frames 1..4")),
+    "liu_mat_without_gt": _liu_case(
+        lambda t, s: (convert(t, s), _with_mat(s, lambda p: _savemat(p, {"x": 1})), "cannot read variable 'gt'")
+    ),
+    "liu_gt_3_rows": _liu_case(
+        lambda t, s: (
+            convert(t, s),
+            _with_mat(s, lambda p: liu_mat(p, [[[1, 2], [2, 3], [3, 3]], [[1], [2]]])),
+            "entry 1 of 'gt' is not a 2 x K array",
+        )
+    ),
+    "liu_gt_transposed": _liu_case(
+        lambda t, s: (
+            convert(t, s),
+            _with_mat(s, lambda p: liu_mat(p, [[[1], [2]], [[1, 2], [3, 4], [4, 4]]])),
+            "entry 2 of 'gt' is not a 2 x K array",
+        )
+    ),
+    "liu_gt_fractional_frame": _liu_case(
+        lambda t, s: (convert(t, s), _with_mat(s, lambda p: liu_mat(p, [[[1.5], [2]], [[1], [2]]])), "whole-number")
+    ),
+    "liu_gt_out_of_range": _liu_case(
+        lambda t, s: (
+            convert(t, s),
+            _with_mat(s, lambda p: liu_mat(p, [[[1], [2]], [[3], [9]]])),
+            "interval [3, 9], outside frames 1..4",
+        )
+    ),
     "decode_frame_bomb": _decode_bomb,
     "decode_truncated_jpeg": _decode_truncated,
     "shanghaitech_mask_pickled": lambda t: (lambda s, n: (convert(t, s, "shanghaitech"), n, "pickled object array"))(
-        *_shanghaitech(t, mask=np.array([0, 1, None, 0], dtype=object))),
+        *_shanghaitech(t, mask=np.array([0, 1, None, 0], dtype=object))
+    ),
     "shanghaitech_mask_value_3": lambda t: (lambda s, n: (convert(t, s, "shanghaitech"), n, "found [3]"))(
-        *_shanghaitech(t, mask=np.array([0, 1, 3, 0]))),
+        *_shanghaitech(t, mask=np.array([0, 1, 3, 0]))
+    ),
     "shanghaitech_mask_2d": lambda t: (lambda s, n: (convert(t, s, "shanghaitech"), n, "shape (2, 2)"))(
-        *_shanghaitech(t, mask=np.array([[0, 1], [1, 0]]))),
+        *_shanghaitech(t, mask=np.array([[0, 1], [1, 0]]))
+    ),
     "shanghaitech_mask_declares_7_tib": lambda t: _huge_mask(t),
-    "shanghaitech_unreadable_video": lambda t: (lambda s, n: (convert(t, s, "shanghaitech"),
-                                                              s / "training/videos/02_001.avi",
-                                                              "PyAV cannot decode this video"))(
-        *_shanghaitech(t, video=b"not a video" * 30)),
-    "avenue_unreadable_video": lambda t: _avenue(t, lambda s: _write(s / "Avenue Dataset/testing_videos/01.avi",
-                                                                     b"RIFF" + b"\0" * 400),
-                                                 "PyAV cannot decode this video"),
-    "avenue_label_v7_3": lambda t: _avenue(t, lambda s: matlab_v73(s / "ground_truth_demo/testing_label_mask/2_label.mat"),
-                                           "save('2_label.mat', 'volLabel', '-v7')"),
-    "ucsd_m_without_gt_lines": lambda t: _ucsd_case(t, lambda s: s / "Test/UCSDped2.m", "no 'TestDataset{end+1}",
-                                                    "% nothing\n"),
+    "shanghaitech_unreadable_video": lambda t: (
+        lambda s, n: (convert(t, s, "shanghaitech"), s / "training/videos/02_001.avi", "PyAV cannot decode this video")
+    )(*_shanghaitech(t, video=b"not a video" * 30)),
+    "avenue_unreadable_video": lambda t: _avenue(
+        t,
+        lambda s: _write(s / "Avenue Dataset/testing_videos/01.avi", b"RIFF" + b"\0" * 400),
+        "PyAV cannot decode this video",
+    ),
+    "avenue_label_v7_3": lambda t: _avenue(
+        t,
+        lambda s: matlab_v73(s / "ground_truth_demo/testing_label_mask/2_label.mat"),
+        "save('2_label.mat', 'volLabel', '-v7')",
+    ),
+    "ucsd_m_without_gt_lines": lambda t: _ucsd_case(
+        t, lambda s: s / "Test/UCSDped2.m", "no 'TestDataset{end+1}", "% nothing\n"
+    ),
     "ucsd_m_range_with_four_parts": lambda t: _ucsd_case(
-        t, lambda s: s / "Test/UCSDped2.m", "cannot read range '1:2:3:4'",
-        "TestDataset{end+1}.gt_frame = [1:2:3:4];\nTestDataset{end+1}.gt_frame = [1:2];\n"),
-    "ucsd_corrupt_tif": lambda t: _ucsd_case(t, lambda s: _write(s / "Train/Train002/003.tif", b"II*\0garbage"),
-                                             "unreadable image"),
-    "ucsd_corrupt_pixel_mask": lambda t: _ucsd_case(t, lambda s: _write(s / "Test/Test001_gt/002.bmp", b"BM broken"),
-                                                    "unreadable image"),
+        t,
+        lambda s: s / "Test/UCSDped2.m",
+        "cannot read range '1:2:3:4'",
+        "TestDataset{end+1}.gt_frame = [1:2:3:4];\nTestDataset{end+1}.gt_frame = [1:2];\n",
+    ),
+    "ucsd_corrupt_tif": lambda t: _ucsd_case(
+        t, lambda s: _write(s / "Train/Train002/003.tif", b"II*\0garbage"), "unreadable image"
+    ),
+    "ucsd_corrupt_pixel_mask": lambda t: _ucsd_case(
+        t, lambda s: _write(s / "Test/Test001_gt/002.bmp", b"BM broken"), "unreadable image"
+    ),
     "ucsd_pixel_mask_missing": lambda t: _ucsd_case(t, _drop_mask, "3 pixel masks for test video 001 of 4 frames"),
 }
 
@@ -487,8 +803,13 @@ def test_corrupt_jpeg_fails_the_workflow_with_one_line_and_no_traceback(tmp_path
     proc = run_snakemake(workdir, "resources/bad/frames", check=False)
     output = proc.stdout + proc.stderr
     # the source is linked in as resources/bad/source/data, so the line names the frame there
-    named = [line for line in output.splitlines() if line.startswith("error: ") and "mini/testing/frames/01/001.jpg: unreadable "
-             "image" in line and "Re-extract or re-download" in line]
+    named = [
+        line
+        for line in output.splitlines()
+        if line.startswith("error: ")
+        and "mini/testing/frames/01/001.jpg: unreadable image" in line
+        and "Re-extract or re-download" in line
+    ]
     assert proc.returncode != 0 and named, output
     assert "Traceback" not in output
     assert not (workdir / "resources/bad/frames").exists()

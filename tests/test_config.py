@@ -45,19 +45,34 @@ def test_shipped_config_is_valid(config):
         (lambda c: c["presets"].update({"toy') or (1=1": c["presets"]["toy"]}), "presets"),
         (lambda c: c["presets"]["toy"].update(frame_size=[8192, 8192]), "presets.toy.frame_size.0"),
         (lambda c: c["presets"]["toy"].update(batch_size=10**6), "presets.toy.batch_size"),
-        (lambda c: c["datasets"]["toy"]["synthetic"].update(frames_per_video=10**7), "datasets.toy.synthetic.frames_per_video"),
+        (
+            lambda c: c["datasets"]["toy"]["synthetic"].update(frames_per_video=10**7),
+            "datasets.toy.synthetic.frames_per_video",
+        ),
         (lambda c: c.update(seeds=list(range(1000))), "seeds"),
         (lambda c: c["datasets"]["ped2"].pop("sha256"), "datasets.ped2.sha256"),
         (lambda c: c.update(archives={"max_ratio": 0.5}), "archives.max_ratio"),
-        (lambda c: c["variants"]["ammc_appearance"].update(streams_from="memae"), "variants.ammc_appearance.streams_from"),
+        (
+            lambda c: c["variants"]["ammc_appearance"].update(streams_from="memae"),
+            "variants.ammc_appearance.streams_from",
+        ),
         (lambda c: c["variants"]["memae"].update(streams_from="ammc"), "variants.memae.streams_from"),
-        (lambda c: c["variants"]["ammc_appearance"]["presets"].update(cpu="ammc_toy"), "variants.ammc_appearance.streams_from"),
-        (lambda c: c["variants"]["ammc_appearance"]["params"].update(stream="motion"), "variants.ammc_appearance.params.stream"),
+        (
+            lambda c: c["variants"]["ammc_appearance"]["presets"].update(cpu="ammc_toy"),
+            "variants.ammc_appearance.streams_from",
+        ),
+        (
+            lambda c: c["variants"]["ammc_appearance"]["params"].update(stream="motion"),
+            "variants.ammc_appearance.params.stream",
+        ),
         (lambda c: c["presets"]["ammc_cpu"].pop("flow"), "presets.ammc_cpu"),
         (lambda c: c["presets"]["ammc_cpu"]["flow"].update(method="flownet2"), "presets.ammc_cpu.flow.method"),
         (lambda c: c["presets"]["ammc_cpu"]["stage1"].update(lr=1), "presets.ammc_cpu.stage1"),
         (lambda c: c["variants"]["ammc"]["protocol"].update(smoothing_mu=0), "variants.ammc.protocol.smoothing_mu"),
-        (lambda c: [c["variants"][v].pop("presets") for v in ("ammc", "ammc_appearance")], "presets.cpu.*variants.ammc.presets.cpu"),
+        (
+            lambda c: [c["variants"][v].pop("presets") for v in ("ammc", "ammc_appearance")],
+            "presets.cpu.*variants.ammc.presets.cpu",
+        ),
     ],
 )
 def test_invalid_value_names_the_key(config, edit, key):
@@ -68,7 +83,9 @@ def test_invalid_value_names_the_key(config, edit, key):
 
 def test_unknown_experiment_field_is_named(config):
     config["mlflow"]["experiment"] = "vadbench-{dataset}-{variant}"
-    with pytest.raises(ConfigError, match=re.escape("'vadbench-{dataset}-{variant}' uses {variant}, but only {dataset} is replaced")):
+    with pytest.raises(
+        ConfigError, match=re.escape("'vadbench-{dataset}-{variant}' uses {variant}, but only {dataset} is replaced")
+    ):
         validate_config(config, SCHEMA)
 
 
@@ -132,7 +149,9 @@ def test_ammc_stages_share_the_streams_and_resolve_their_own_presets(config):
     config["variants"]["ammc"]["params"]["flow_weight"] = 2.0
     assert stream_run_config(config, "toy", "ammc", 3, "appearance") == appearance
     assert streams_owner(config, "ammc") == "ammc" and streams_needed(config, "ammc") == ("appearance", "motion")
-    assert streams_owner(config, "ammc_appearance") == "ammc" and streams_needed(config, "ammc_appearance") == ("appearance",)
+    assert streams_owner(config, "ammc_appearance") == "ammc" and streams_needed(config, "ammc_appearance") == (
+        "appearance",
+    )
     assert streams_owner(config, "memae") is None and streams_needed(config, "memae") == ()
     assert protocol_of(config, "toy", "ammc").offset == 4
 

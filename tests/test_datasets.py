@@ -33,7 +33,12 @@ def test_liu_layout_becomes_canonical_with_several_intervals(tmp_path):
     src = write_liu(tmp_path / "src", train=[5, 4], test=[6, 10], gt=[[[2], [3]], [[1, 7], [2, 10]]])
     manifest = convert_source(src, "liu", tmp_path / "frames")
     assert manifest["splits"] == {"train": {"01": 5, "02": 4}, "test": {"01": 6, "02": 10}}
-    assert sorted(p.name for p in (tmp_path / "frames/train/02").iterdir()) == ["0000.jpg", "0001.jpg", "0002.jpg", "0003.jpg"]
+    assert sorted(p.name for p in (tmp_path / "frames/train/02").iterdir()) == [
+        "0000.jpg",
+        "0001.jpg",
+        "0002.jpg",
+        "0003.jpg",
+    ]
     labels = np.load(tmp_path / "frames/labels.npz")
     np.testing.assert_array_equal(labels["01"], [0, 1, 1, 0, 0, 0])
     np.testing.assert_array_equal(labels["02"], [1, 1, 0, 0, 0, 0, 1, 1, 1, 1])
@@ -134,9 +139,10 @@ def test_resize_and_index_give_every_clip_of_the_preset(tmp_path):
     assert info["size"] == [16, 32]
     video = np.load(tmp_path / "arrays/train/01.npy", mmap_mode="r")
     assert video.shape == (20, 16, 32, 1) and video.dtype == np.uint8
-    counts = build_index(tmp_path / "arrays", clip_length=16, train_stride=2, test_stride=1, out_path=tmp_path / "clips.npz")
+    counts = build_index(
+        tmp_path / "arrays", clip_length=16, train_stride=2, test_stride=1, out_path=tmp_path / "clips.npz"
+    )
     # train: video 01 starts 0,2,4 ; video 02 starts 0,(2 would end at 18 > 17) -> 0 only
     assert counts == {"train": 4, "test": 3}
     train = load_index(tmp_path / "clips.npz", "train")
     assert train.videos == ["01", "02"] and list(train.starts) == [0, 2, 4, 0]
-

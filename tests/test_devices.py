@@ -49,7 +49,10 @@ def test_more_jobs_than_gpus_share_one_and_cpu_without_cuda(tmp_path):
         assert first == 0 and second == 0
     with job_device("auto", device_count=0, lock_dir=tmp_path) as device:
         assert device == torch.device("cpu")
-    with job_device("auto", device_count=2, lock_dir=tmp_path) as a, job_device("auto", device_count=2, lock_dir=tmp_path) as b:
+    with (
+        job_device("auto", device_count=2, lock_dir=tmp_path) as a,
+        job_device("auto", device_count=2, lock_dir=tmp_path) as b,
+    ):
         assert {a, b} == {torch.device("cuda:0"), torch.device("cuda:1")}
     with job_device("cuda:1", device_count=2, lock_dir=tmp_path) as fixed:
         assert fixed == torch.device("cuda:1")

@@ -124,8 +124,10 @@ def test_server_that_ignores_range_is_downloaded_again_from_zero(tmp_path, serve
     download(serve(how), target, SHA, "mini")
     assert how.ranges == [None, f"bytes={HALF}-"]
     assert target.read_bytes() == BODY
-    assert f"ignored the request to resume at byte {HALF:,} (status 200, the whole file): starting over from zero" \
+    assert (
+        f"ignored the request to resume at byte {HALF:,} (status 200, the whole file): starting over from zero"
         in log_text()
+    )
 
 
 def test_part_left_by_an_earlier_run_is_resumed(tmp_path, serve, log_text):

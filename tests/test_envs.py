@@ -29,10 +29,18 @@ def test_committed_conda_env_is_what_constraints_txt_renders():
     expected = render.render((REPO / "constraints.txt").read_text())
     committed = ENV_FILE.read_text()
     if committed != expected:
-        diff = "".join(difflib.unified_diff(committed.splitlines(True), expected.splitlines(True),
-                                            "envs/vadbench.yaml (committed)", "envs/vadbench.yaml (rendered)"))
-        pytest.fail(f"envs/vadbench.yaml differs from what constraints.txt renders; regenerate it with "
-                    f"`{render.COMMAND}` and commit the result:\n{diff}")
+        diff = "".join(
+            difflib.unified_diff(
+                committed.splitlines(True),
+                expected.splitlines(True),
+                "envs/vadbench.yaml (committed)",
+                "envs/vadbench.yaml (rendered)",
+            )
+        )
+        pytest.fail(
+            f"envs/vadbench.yaml differs from what constraints.txt renders; regenerate it with "
+            f"`{render.COMMAND}` and commit the result:\n{diff}"
+        )
 
 
 def test_conda_env_pins_every_package_of_the_venv_and_installs_vadbench():

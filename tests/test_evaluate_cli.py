@@ -69,7 +69,9 @@ def test_every_label_layout_gives_the_same_labels(label_files, tmp_path, name):
 
 
 def test_ucsd_stepped_range_labels_every_step_th_frame_like_matlab(tmp_path):
-    (tmp_path / "UCSDped2.m").write_text("TestDataset{end+1}.gt_frame = [1:2:30];\nTestDataset{end+1}.gt_frame = [3];\n")
+    (tmp_path / "UCSDped2.m").write_text(
+        "TestDataset{end+1}.gt_frame = [1:2:30];\nTestDataset{end+1}.gt_frame = [3];\n"
+    )
     labels = read_labels(tmp_path / "UCSDped2.m", {"01": 30, "02": 24})
     assert np.flatnonzero(labels["001"]).tolist() == list(range(0, 30, 2))  # frames 1, 3, ..., 29 (1-based)
     assert np.flatnonzero(labels["002"]).tolist() == [2]
@@ -98,8 +100,25 @@ def test_csv_and_flat_npy_scores_equal_per_video_npz(label_files, tmp_path):
 def test_cli_prints_json_and_drops_edges_like_memae(label_files, tmp_path, capsys):
     scores = noisy_scores()
     np.savez(tmp_path / "s.npz", **scores)
-    assert main(["evaluate", "--scores", str(tmp_path / "s.npz"), "--labels", str(label_files / "ped2.mat"),
-                 "--drop-first", "8", "--drop-last", "7", "--bootstrap", "0", "--json"]) == 0
+    assert (
+        main(
+            [
+                "evaluate",
+                "--scores",
+                str(tmp_path / "s.npz"),
+                "--labels",
+                str(label_files / "ped2.mat"),
+                "--drop-first",
+                "8",
+                "--drop-last",
+                "7",
+                "--bootstrap",
+                "0",
+                "--json",
+            ]
+        )
+        == 0
+    )
     result = json.loads(capsys.readouterr().out)
     assert result["frames_scored"] == (30 - 15) + (24 - 15)
     assert result["protocol"]["name"] == "memae" and result["micro_auc_ci95"] is None
@@ -110,7 +129,10 @@ def test_cli_prints_json_and_drops_edges_like_memae(label_files, tmp_path, capsy
 
 def test_cli_errors_name_the_file(label_files, tmp_path, capsys):
     np.savez(tmp_path / "short.npz", **{"01": np.zeros(30), "02": np.zeros(20)})
-    assert main(["evaluate", "--scores", str(tmp_path / "short.npz"), "--labels", str(label_files / "test_frame_mask")]) == 2
+    assert (
+        main(["evaluate", "--scores", str(tmp_path / "short.npz"), "--labels", str(label_files / "test_frame_mask")])
+        == 2
+    )
     assert "short.npz: video 02 has 20 scores but" in capsys.readouterr().err
     np.savez(tmp_path / "three.npz", **{"01": np.zeros(30), "02": np.zeros(24), "03": np.zeros(5)})
     assert main(["evaluate", "--scores", str(tmp_path / "three.npz"), "--labels", str(label_files / "UCSDped2.m")]) == 2

@@ -27,15 +27,21 @@ POINTS = [("frames", "resources/toy/.frames.tmp-*"), ("train", str(SEED / "check
 
 def job_pids(root: Path, rule: str) -> list[int]:
     """Processes of ``rule``'s job script in this workdir (Snakemake runs them from .snakemake/scripts)."""
-    out = subprocess.run(["pgrep", "-f", rf"{re.escape(str(root))}/\.snakemake/scripts/.*\.{rule}\.py"],
-                         capture_output=True, text=True)
+    out = subprocess.run(
+        ["pgrep", "-f", rf"{re.escape(str(root))}/\.snakemake/scripts/.*\.{rule}\.py"], capture_output=True, text=True
+    )
     return [int(p) for p in out.stdout.split()]
 
 
 def start(root: Path) -> subprocess.Popen:
     """The README's command (cores, target; the tiny overlay stands in for config/config.yaml)."""
-    return subprocess.Popen([*SNAKEMAKE, "--cores", "2", TARGET, "--configfile", "tiny.yaml"], cwd=root,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [*SNAKEMAKE, "--cores", "2", TARGET, "--configfile", "tiny.yaml"],
+        cwd=root,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def wait_for(root: Path, proc: subprocess.Popen, rule: str, needs: str | None) -> list[int]:
@@ -81,8 +87,9 @@ def assert_clean_finish(root: Path, undisturbed: dict) -> None:
     assert not running, f"runs left RUNNING: {running}"
 
 
-def test_snakemake_killed_at_three_points_then_rerun_gives_the_undisturbed_result(undisturbed, slow_reference,
-                                                                                   tmp_path):
+def test_snakemake_killed_at_three_points_then_rerun_gives_the_undisturbed_result(
+    undisturbed, slow_reference, tmp_path
+):
     root = slow_workdir(tmp_path)
     for rule, needs in POINTS:
         proc = start(root)

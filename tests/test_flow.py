@@ -31,8 +31,10 @@ def translated_pair(size: int = 96) -> tuple[np.ndarray, np.ndarray]:
     image = texture(size)
     moved = shift(image, (DY, DX), order=3, mode="nearest")  # out(y, x) = in(y - DY, x - DX)
     crop = (slice(8, 8 + size), slice(8, 8 + size))
-    return (np.clip(image[crop], 0, 255).round().astype(np.uint8),
-            np.clip(moved[crop], 0, 255).round().astype(np.uint8))
+    return (
+        np.clip(image[crop], 0, 255).round().astype(np.uint8),
+        np.clip(moved[crop], 0, 255).round().astype(np.uint8),
+    )
 
 
 @pytest.mark.parametrize("method", sorted(METHODS))
@@ -62,11 +64,13 @@ def make_arrays(root, videos: dict[str, dict[str, int]], size: int = 48):
         checksums[split] = {}
         for i, (video, count) in enumerate(counts.items()):
             image = texture(size + count, seed=i)
-            frames = np.stack([image[8:8 + size, 8 + count - t: 8 + count - t + size] for t in range(count)])
+            frames = np.stack([image[8 : 8 + size, 8 + count - t : 8 + count - t + size] for t in range(count)])
             frames = np.clip(frames, 0, 255).round().astype(np.uint8)[..., None]
             checksums[split][video] = save_array(arrays / split / f"{video}.npy", frames)
-    write_json(arrays / "manifest.json", {"size": [size, size], "channels": 1, "splits": videos,
-                                          "arrays": checksums, "sources": None})
+    write_json(
+        arrays / "manifest.json",
+        {"size": [size, size], "channels": 1, "splits": videos, "arrays": checksums, "sources": None},
+    )
     return arrays
 
 
@@ -85,7 +89,9 @@ def test_flow_videos_writes_one_flow_per_frame_pair_and_a_manifest(tmp_path):
     stats = manifest["magnitude"]["train"]
     assert stats["max_abs_dx"] == pytest.approx(np.abs(train[..., 0]).max(), abs=0.01)
     assert stats["max_abs_dy"] == pytest.approx(np.abs(train[..., 1]).max(), abs=0.01)
-    assert stats["p99_9_magnitude"] == pytest.approx(np.percentile(np.hypot(*train.transpose(3, 0, 1, 2)), 99.9), abs=0.02)
+    assert stats["p99_9_magnitude"] == pytest.approx(
+        np.percentile(np.hypot(*train.transpose(3, 0, 1, 2)), 99.9), abs=0.02
+    )
     assert manifest["source_manifest_sha256"] == hashlib.sha256((arrays / "manifest.json").read_bytes()).hexdigest()
 
 
@@ -111,8 +117,9 @@ def test_normalise_flow_modes_on_numpy():
     flow = np.array([[[3.0, -1.0], [-20.0, 8.0]]], np.float16)  # (1, 2, 2): two pixels (dx, dy)
     assert normalise_flow(flow, "none").dtype == np.float32
     np.testing.assert_allclose(normalise_flow(flow, "none"), flow)
-    np.testing.assert_allclose(normalise_flow(flow, "frame_size", frame_size=(10, 40)),
-                               [[[3 / 40, -1 / 10], [-20 / 40, 8 / 10]]])
+    np.testing.assert_allclose(
+        normalise_flow(flow, "frame_size", frame_size=(10, 40)), [[[3 / 40, -1 / 10], [-20 / 40, 8 / 10]]]
+    )
     np.testing.assert_allclose(normalise_flow(flow, "clip", max_displacement=4.0), [[[0.75, -0.25], [-1.0, 1.0]]])
 
 

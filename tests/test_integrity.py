@@ -89,8 +89,14 @@ def test_unchanged_data_still_resumes_and_the_model_records_its_data(data, run, 
     checkpoint = model_a.with_name("checkpoint.pt")
     shutil.copy2(checkpoint, tmp_path / "checkpoint.pt")
     tracker = Epochs()
-    train_model(run, data["A"] / "arrays", data["A"] / "clips.npz", tmp_path / "model.pt", tmp_path / "checkpoint.pt",
-                tracker=tracker)
+    train_model(
+        run,
+        data["A"] / "arrays",
+        data["A"] / "clips.npz",
+        tmp_path / "model.pt",
+        tmp_path / "checkpoint.pt",
+        tracker=tracker,
+    )
     assert tracker.steps == [] and "resuming from" in caplog.text
     assert same(weights(tmp_path / "model.pt"), weights(model_a))
     fingerprint = data_fingerprint(data["A"] / "arrays", data["A"] / "clips.npz")
@@ -102,7 +108,9 @@ def test_unchanged_data_still_resumes_and_the_model_records_its_data(data, run, 
 def test_scoring_a_model_on_other_arrays_is_refused_naming_both_digests(data, model_a, tmp_path):
     b = data["B"]
     with pytest.raises(DatasetError) as refused:
-        score_videos(model_a, b / "arrays", b / "clips.npz", b / "frames/labels.npz", Protocol(), tmp_path / "scores.npz")
+        score_videos(
+            model_a, b / "arrays", b / "clips.npz", b / "frames/labels.npz", Protocol(), tmp_path / "scores.npz"
+        )
     from vadbench.fingerprint import data_fingerprint
 
     trained_on = data_fingerprint(data["A"] / "arrays", data["A"] / "clips.npz")["digest"][:12]
@@ -121,8 +129,14 @@ def test_checkpoint_without_a_data_fingerprint_is_ignored_with_the_reason(data, 
     old.pop("fingerprint", None)  # as an older vadbench wrote it
     torch.save(old, tmp_path / "checkpoint.pt")
     tracker = Epochs()
-    train_model(run, data["A"] / "arrays", data["A"] / "clips.npz", tmp_path / "model.pt", tmp_path / "checkpoint.pt",
-                tracker=tracker)
+    train_model(
+        run,
+        data["A"] / "arrays",
+        data["A"] / "clips.npz",
+        tmp_path / "model.pt",
+        tmp_path / "checkpoint.pt",
+        tracker=tracker,
+    )
     assert tracker.steps == [0, 1] and "records no data fingerprint" in caplog.text
 
 
@@ -187,12 +201,18 @@ def test_ctrl_c_saves_mid_epoch_and_resumes_to_the_same_weights(data, run, tmp_p
     train_model(*args, tmp_path / "full.pt", tmp_path / "full.ckpt")
     try:
         with pytest.raises(Preempted) as stopped:
-            train_model(*args, tmp_path / "resumed.pt", tmp_path / "resumed.ckpt", tracker=InterruptAfterFirstEpoch(None))
+            train_model(
+                *args, tmp_path / "resumed.pt", tmp_path / "resumed.ckpt", tracker=InterruptAfterFirstEpoch(None)
+            )
     except KeyboardInterrupt:
         pytest.fail("Ctrl-C escaped as KeyboardInterrupt: the epoch was lost")
     assert stopped.value.code == 130 and not (tmp_path / "resumed.pt").exists()
     state = torch.load(tmp_path / "resumed.ckpt", weights_only=True)
-    assert state["partial"]["epoch"] == 1 and state["partial"]["next_batch"] == 1 and state["scheduler"]["model"]["last_epoch"] == 1
+    assert (
+        state["partial"]["epoch"] == 1
+        and state["partial"]["next_batch"] == 1
+        and state["scheduler"]["model"]["last_epoch"] == 1
+    )
     tracker = Epochs()
     train_model(*args, tmp_path / "resumed.pt", tmp_path / "resumed.ckpt", tracker=tracker)
     assert tracker.steps == [1]
@@ -232,9 +252,21 @@ def test_a_second_job_on_the_same_checkpoint_waits_then_resumes_the_finished_mod
 
     def start(model: str) -> subprocess.Popen:
         log = open(tmp_path / f"{model}.log", "w")
-        return subprocess.Popen([sys.executable, tmp_path / "job.py", tmp_path / "run.json", data["A"] / "arrays",
-                                 data["A"] / "clips.npz", tmp_path / model, checkpoint, gate],
-                                stdout=subprocess.PIPE, stderr=log, text=True)
+        return subprocess.Popen(
+            [
+                sys.executable,
+                tmp_path / "job.py",
+                tmp_path / "run.json",
+                data["A"] / "arrays",
+                data["A"] / "clips.npz",
+                tmp_path / model,
+                checkpoint,
+                gate,
+            ],
+            stdout=subprocess.PIPE,
+            stderr=log,
+            text=True,
+        )
 
     def wait_for(condition, what: str, *alive: subprocess.Popen) -> None:
         deadline = time.monotonic() + 120
@@ -251,8 +283,15 @@ def test_a_second_job_on_the_same_checkpoint_waits_then_resumes_the_finished_mod
         lock = checkpoint.with_name("checkpoint.pt.lock")
         assert lock.read_text() == f"{first.pid}\n" and lock.stat().st_mode & 0o777 == 0o600
         second = start("second.pt")
-        wait_for(lambda: f"waiting for pid {first.pid}, which is training the same model"
-                 in (tmp_path / "second.pt.log").read_text(), "the second job to wait", first, second)
+        wait_for(
+            lambda: (
+                f"waiting for pid {first.pid}, which is training the same model"
+                in (tmp_path / "second.pt.log").read_text()
+            ),
+            "the second job to wait",
+            first,
+            second,
+        )
         gate.touch()
         first_steps, second_steps = (json.loads(p.communicate(timeout=300)[0]) for p in (first, second))
     finally:
@@ -288,5 +327,7 @@ def test_a_lock_file_planted_as_a_symlink_is_refused_and_its_target_untouched(da
     victim.write_text("keep me\n")
     (tmp_path / "checkpoint.pt.lock").symlink_to(victim)
     with pytest.raises(DatasetError, match=r"checkpoint\.pt\.lock is a symbolic link"):
-        train_model(run, data["A"] / "arrays", data["A"] / "clips.npz", tmp_path / "model.pt", tmp_path / "checkpoint.pt")
+        train_model(
+            run, data["A"] / "arrays", data["A"] / "clips.npz", tmp_path / "model.pt", tmp_path / "checkpoint.pt"
+        )
     assert victim.read_text() == "keep me\n"

@@ -22,7 +22,12 @@ def write_ucsd(root: Path, m_text: str = UCSD_M) -> Path:
     """UCSD_Anomaly_Dataset.v1p2 with Ped1 (ignored) and Ped2: 1-based .tif frames, .bmp masks, the .m file."""
     for scene in ("UCSDped1", "UCSDped2"):
         base = root / "UCSD_Anomaly_Dataset.v1p2" / scene
-        for folder, n_frames in (("Train/Train001", 4), ("Train/Train002", 5), ("Test/Test001", 4), ("Test/Test002", 6)):
+        for folder, n_frames in (
+            ("Train/Train001", 4),
+            ("Train/Train002", 5),
+            ("Test/Test001", 4),
+            ("Test/Test002", 6),
+        ):
             d = base / folder
             d.mkdir(parents=True)
             for i in range(1, n_frames + 1):
@@ -47,14 +52,21 @@ def test_ucsd_archive_takes_the_requested_scene_with_several_ranges(tmp_path):
     labels = np.load(tmp_path / "frames/labels.npz")
     np.testing.assert_array_equal(labels["001"], [0, 1, 1, 0])
     np.testing.assert_array_equal(labels["002"], [1, 1, 0, 0, 1, 1])
-    assert sorted(p.name for p in (tmp_path / "frames/masks/001").iterdir()) == ["0000.bmp", "0001.bmp", "0002.bmp", "0003.bmp"]
+    assert sorted(p.name for p in (tmp_path / "frames/masks/001").iterdir()) == [
+        "0000.bmp",
+        "0001.bmp",
+        "0002.bmp",
+        "0003.bmp",
+    ]
     assert sorted(p.name for p in (tmp_path / "frames/test/002").iterdir())[0] == "0000.tif"
 
 
 def test_ucsd_gt_parser_reads_matlab_ranges(tmp_path):
     path = tmp_path / "UCSDped2.m"
-    path.write_text("TestVideoFile{end+1}.gt_frame = [61:180];\nTestVideoFile{end+1}.gt_frame = [5 9:12];\n"
-                    "% TestVideoFile{end+1}.gt_frame = [1:2];\n")
+    path.write_text(
+        "TestVideoFile{end+1}.gt_frame = [61:180];\nTestVideoFile{end+1}.gt_frame = [5 9:12];\n"
+        "% TestVideoFile{end+1}.gt_frame = [1:2];\n"
+    )
     assert parse_gt_m(path) == [[range(61, 181)], [range(5, 6), range(9, 13)]]
 
 
@@ -94,6 +106,8 @@ def test_liu_shanghaitech_variant_reads_frame_masks(tmp_path):
 
 def test_missing_shanghaitech_folder_gives_instructions(tmp_path):
     with pytest.raises(DatasetError) as err:
-        fetch_source("shanghaitech", {"source": str(tmp_path / "nowhere"), "layout": "shanghaitech"}, tmp_path / "source")
+        fetch_source(
+            "shanghaitech", {"source": str(tmp_path / "nowhere"), "layout": "shanghaitech"}, tmp_path / "source"
+        )
     assert "public ShanghaiTech Campus mirror is dead" in str(err.value)
     assert "testing/test_frame_mask/01_0014.npy" in str(err.value)

@@ -102,8 +102,11 @@ def test_avenue_from_the_two_official_zip_archives(tmp_path):
         with zipfile.ZipFile(zips[top], "w") as zf:
             for path in sorted((extracted / top).rglob("*")):
                 zf.write(path, path.relative_to(extracted).as_posix())
-    dataset = {"source": str(zips["Avenue Dataset"]), "layout": "avenue",
-               "extra_sources": [{"source": str(zips["ground_truth_demo"])}]}
+    dataset = {
+        "source": str(zips["Avenue Dataset"]),
+        "layout": "avenue",
+        "extra_sources": [{"source": str(zips["ground_truth_demo"])}],
+    }
     fetch_source("avenue", dataset, tmp_path / "source", resources=tmp_path / "res")
     manifest = convert_source(tmp_path / "source", "avenue", tmp_path / "frames")
     assert_avenue_converted(tmp_path / "frames", manifest)

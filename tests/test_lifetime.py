@@ -96,9 +96,13 @@ def test_a_job_whose_parent_is_killed_gets_sigterm_and_cleans_up(tmp_path):
             finally:
                 open({str(tmp_path / "cleaned")!r}, "w").close()
     """)
-    parent = subprocess.Popen([sys.executable, "-c",
-                               f"import subprocess, sys, time; subprocess.Popen([sys.executable, '-c', {job!r}]); "
-                               "time.sleep(60)"])
+    parent = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            f"import subprocess, sys, time; subprocess.Popen([sys.executable, '-c', {job!r}]); time.sleep(60)",
+        ]
+    )
     deadline = time.monotonic() + 60
     while not (tmp_path / "started").exists():
         assert time.monotonic() < deadline

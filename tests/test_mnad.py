@@ -76,7 +76,9 @@ def test_shapes_memory_is_a_buffer_and_training_updates_it(t_length):
     assert not torch.equal(model.memory, before)
     assert set(parts) == {"loss", "recon", "compactness", "separateness"}
     weights = model.compactness_weight
-    assert parts["loss"] == pytest.approx(parts["recon"] + weights * (parts["compactness"] + parts["separateness"]), rel=1e-5)
+    assert parts["loss"] == pytest.approx(
+        parts["recon"] + weights * (parts["compactness"] + parts["separateness"]), rel=1e-5
+    )
 
 
 def test_prediction_stacks_the_four_input_frames_and_targets_the_fifth():
@@ -107,7 +109,9 @@ def test_test_time_update_only_below_the_threshold():
     assert kept is memory and top1.shape == (4,)
     _, _, _, moved, _ = model.test_frame(x, memory, update_threshold=weighted + 1)
     assert not torch.equal(moved, memory)
-    assert p == pytest.approx(10 * np.log10(1 / F.mse_loss((model(x)[0] + 1) / 2, (x[:, :, 0] + 1) / 2).item()), rel=1e-5)
+    assert p == pytest.approx(
+        10 * np.log10(1 / F.mse_loss((model(x)[0] + 1) / 2, (x[:, :, 0] + 1) / 2).item()), rel=1e-5
+    )
 
 
 @pytest.mark.workflow
@@ -119,8 +123,12 @@ def test_both_variants_through_the_real_dag(tmp_path):
 
     root = copy_workflow(tmp_path)
     (root / "tiny.yaml").write_text(TINY_CONFIG.replace("seeds: [0, 1]", "seeds: [0]"))
-    targets = ["results/toy/mnad_pred/seed0/plots", "results/toy/mnad_recon/seed0/plots",
-               "results/toy_mnad_pred_auc.json", "results/toy_mnad_recon_auc.json"]
+    targets = [
+        "results/toy/mnad_pred/seed0/plots",
+        "results/toy/mnad_recon/seed0/plots",
+        "results/toy_mnad_pred_auc.json",
+        "results/toy_mnad_recon_auc.json",
+    ]
     run_snakemake(root, *targets)
     pred = json.loads((root / "results/toy/mnad_pred/seed0/auc.json").read_text())
     recon = json.loads((root / "results/toy/mnad_recon/seed0/auc.json").read_text())

@@ -82,7 +82,9 @@ def test_the_outer_default_target_runs_the_vadbench_dag_in_the_outer_working_dir
     assert (outer / "results/toy/ae/seed0/auc.json").is_file()
     assert (outer / "logs/toy/ae/seed0/train.log").is_file()
     assert (outer / "results/mlflow.db").is_file()
-    assert json.loads((outer / "results/mlflow/store.json").read_text())["tracking_uri"] == "sqlite:///results/mlflow.db"
+    assert (
+        json.loads((outer / "results/mlflow/store.json").read_text())["tracking_uri"] == "sqlite:///results/mlflow.db"
+    )
     assert result["mlflow_parent_run_id"]
 
 

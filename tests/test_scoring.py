@@ -100,8 +100,12 @@ def test_centre_frame_and_dropped_edges_through_evaluate():
     assert result["frames_scored"] == 2 * (n - 15)
     assert result["anomalous_frames_scored"] == 10
     assert result["micro_auc"] == 1.0 and result["macro_skipped_videos"] == ["b"]
-    shifted = {v: frame_scores(np.arange(n - 15), np.array([float(labels[v][s]) for s in range(n - 15)]), n,
-                               Protocol(scored_frame="first")) for v in labels}
+    shifted = {
+        v: frame_scores(
+            np.arange(n - 15), np.array([float(labels[v][s]) for s in range(n - 15)]), n, Protocol(scored_frame="first")
+        )
+        for v in labels
+    }
     first = evaluate(shifted, labels, Protocol(scored_frame="first"), bootstrap_samples=0)
     assert first["frames_scored"] == 2 * (n - 15)  # first frame: the last 15 frames go unscored instead
 

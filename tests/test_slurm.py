@@ -94,8 +94,13 @@ def slurm_cluster(tmp_path_factory):
     daemons: list[subprocess.Popen] = []
     try:
         subprocess.run(["install", "-d", "-o", "munge", "-g", "munge", "-m", "0755", "/run/munge"], check=True)
-        daemons.append(subprocess.Popen(["setpriv", "--reuid=munge", "--regid=munge", "--init-groups",
-                                         "/usr/sbin/munged", "-F"], stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT))
+        daemons.append(
+            subprocess.Popen(
+                ["setpriv", "--reuid=munge", "--regid=munge", "--init-groups", "/usr/sbin/munged", "-F"],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.STDOUT,
+            )
+        )
         deadline = time.monotonic() + 30
         while subprocess.run("munge -n | unmunge", shell=True, capture_output=True).returncode != 0:
             assert time.monotonic() < deadline, "munged did not start"
@@ -131,20 +136,24 @@ def derived_profile(dest: Path) -> Path:
     """A test profile that takes everything from profiles/slurm and overrides only what a one-node
     cluster without accounting or GPUs needs."""
     profile = yaml.safe_load((REPO / "profiles/slurm/config.yaml").read_text())
-    profile.update({
-        "jobs": 4,
-        "latency-wait": 5,
-        "retries": 0,
-        "slurm-status-command": "squeue",  # no slurmdbd here (pitfall 2)
-        "slurm-init-seconds-before-status-checks": 1,
-        "slurm-keep-successful-logs": True,
-        "slurm-logdir": str(dest / "slurm_logs"),
-        "set-threads": {"train": 1, "score": 1},
-    })
+    profile.update(
+        {
+            "jobs": 4,
+            "latency-wait": 5,
+            "retries": 0,
+            "slurm-status-command": "squeue",  # no slurmdbd here (pitfall 2)
+            "slurm-init-seconds-before-status-checks": 1,
+            "slurm-keep-successful-logs": True,
+            "slurm-logdir": str(dest / "slurm_logs"),
+            "set-threads": {"train": 1, "score": 1},
+        }
+    )
     profile["default-resources"] = {"slurm_partition": "debug", "runtime": 10, "mem_mb": 1000, "cpus_per_task": 1}
-    profile["set-resources"] = {rule: {k: v for k, v in res.items() if k not in ("gpu", "slurm_partition", "mem_mb")}
-                                | {"cpus_per_task": 1, "runtime": 10}
-                                for rule, res in profile["set-resources"].items()}
+    profile["set-resources"] = {
+        rule: {k: v for k, v in res.items() if k not in ("gpu", "slurm_partition", "mem_mb")}
+        | {"cpus_per_task": 1, "runtime": 10}
+        for rule, res in profile["set-resources"].items()
+    }
     folder = dest / "profile"
     folder.mkdir()
     (folder / "config.yaml").write_text(yaml.safe_dump(profile))
@@ -158,9 +167,24 @@ def test_dag_runs_as_slurm_jobs_and_matches_a_local_run(slurm_cluster, tmp_path)
         (d / "tiny.yaml").write_text(ONE_SEED)
     profile = derived_profile(tmp_path)
     proc = subprocess.run(
-        ["timeout", "-s", "INT", "900", *SNAKEMAKE, "--profile", str(profile), "--workflow-profile", "none",
-         TARGET, "--configfile", "tiny.yaml"],
-        cwd=cluster_dir, capture_output=True, text=True, timeout=960,
+        [
+            "timeout",
+            "-s",
+            "INT",
+            "900",
+            *SNAKEMAKE,
+            "--profile",
+            str(profile),
+            "--workflow-profile",
+            "none",
+            TARGET,
+            "--configfile",
+            "tiny.yaml",
+        ],
+        cwd=cluster_dir,
+        capture_output=True,
+        text=True,
+        timeout=960,
     )
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
     logs = sorted(p.relative_to(tmp_path / "slurm_logs") for p in (tmp_path / "slurm_logs").rglob("*.log"))
@@ -174,4 +198,7 @@ def test_dag_runs_as_slurm_jobs_and_matches_a_local_run(slurm_cluster, tmp_path)
     run_snakemake(local_dir, TARGET)
     cluster = json.loads((cluster_dir / TARGET).read_text())
     local = json.loads((local_dir / TARGET).read_text())
-    assert cluster["micro_auc"] == local["micro_auc"] and cluster["per_seed"][0]["per_video_auc"] == local["per_seed"][0]["per_video_auc"]
+    assert (
+        cluster["micro_auc"] == local["micro_auc"]
+        and cluster["per_seed"][0]["per_video_auc"] == local["per_seed"][0]["per_video_auc"]
+    )

@@ -95,6 +95,7 @@ def path_max_chain_tar(archive: Path) -> Path:
     """
     long, steps, chain = "d" * 247, "abcdefghijklmnopqrst", ""
     with tarfile.open(archive, "w") as tar:
+
         def add(name: str, kind: bytes, link: str = "", data: bytes = b"") -> None:
             member = tarfile.TarInfo(name)
             member.type, member.linkname, member.size = kind, link, len(data)
@@ -124,7 +125,11 @@ def test_symlink_chain_past_path_max_is_refused_before_writing(tmp_path):
 def test_symlink_chain_in_a_download_is_refused_by_the_frames_step(tmp_path, http_server):
     root, url = http_server
     archive = path_max_chain_tar(root / "chain.tar")
-    dataset = {"source": f"{url}/chain.tar", "layout": "liu", "sha256": hashlib.sha256(archive.read_bytes()).hexdigest()}
+    dataset = {
+        "source": f"{url}/chain.tar",
+        "layout": "liu",
+        "sha256": hashlib.sha256(archive.read_bytes()).hexdigest(),
+    }
     fetch_source("evil", dataset, tmp_path / "source", resources=tmp_path / "resources")
     downloaded = (tmp_path / "resources/evil/download/chain.tar").resolve()
     with pytest.raises(DatasetError, match=_names(downloaded, "a") + " is a symbolic link"):
@@ -149,8 +154,10 @@ def test_every_link_in_a_tar_is_refused_even_inside_the_folder(tmp_path, kind, l
     assert not (tmp_path / "out").exists()
 
 
-@pytest.mark.parametrize("mode, message", [(stat.S_IFLNK | 0o777, "is a symbolic link"),
-                                           (stat.S_IFIFO | 0o644, "is a device or special file")])
+@pytest.mark.parametrize(
+    "mode, message",
+    [(stat.S_IFLNK | 0o777, "is a symbolic link"), (stat.S_IFIFO | 0o644, "is a device or special file")],
+)
 def test_links_and_special_files_in_a_zip_are_refused(tmp_path, mode, message):
     """A zip has no hard-link entry: a member's Unix mode says link, special file or regular file."""
     archive = tmp_path / "links.zip"
@@ -171,8 +178,13 @@ def test_archive_declaring_more_than_the_size_cap_is_refused_from_its_header(tmp
         member.size = 201 * 10**9
         tar.addfile(member)
     assert archive.stat().st_size <= 10_240  # one tar record
-    with pytest.raises(DatasetError, match=re.escape(f"{archive}: its members declare more than 200,000,000,000 bytes "
-                                                     "(archives.max_total_bytes; 201,000,000,000 up to member 'mini/video.avi')")):
+    with pytest.raises(
+        DatasetError,
+        match=re.escape(
+            f"{archive}: its members declare more than 200,000,000,000 bytes "
+            "(archives.max_total_bytes; 201,000,000,000 up to member 'mini/video.avi')"
+        ),
+    ):
         safe_extract(archive, tmp_path / "out")
     assert not (tmp_path / "out").exists()
 
@@ -182,7 +194,9 @@ def test_zip_with_more_members_than_the_configured_cap_is_refused(tmp_path):
     with zipfile.ZipFile(archive, "w") as zf:
         for i in range(20_000):
             zf.writestr(f"f/{i}", b"")
-    with pytest.raises(DatasetError, match=re.escape(f"{archive}: holds more than 10,000 members (archives.max_members)")):
+    with pytest.raises(
+        DatasetError, match=re.escape(f"{archive}: holds more than 10,000 members (archives.max_members)")
+    ):
         safe_extract(archive, tmp_path / "out", {"max_members": 10_000})
     assert not (tmp_path / "out").exists()
     safe_extract(archive, tmp_path / "out", {"max_members": 20_000})  # the cap is a config value
@@ -193,8 +207,11 @@ def test_decompression_bomb_is_refused_by_its_ratio_before_writing(tmp_path):
     archive = tmp_path / "bomb.zip"
     with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED) as zf:
         zf.writestr("mini/zeros.bin", bytes(32 << 20))  # 32 MiB of zeros in ~ 32 kB
-    with pytest.raises(DatasetError, match=re.escape(f"{archive}: ") + r"[\d,]+ bytes expand to at least 33,554,432 "
-                       r"\(\d+x, above archives.max_ratio = 100"):
+    with pytest.raises(
+        DatasetError,
+        match=re.escape(f"{archive}: ") + r"[\d,]+ bytes expand to at least 33,554,432 "
+        r"\(\d+x, above archives.max_ratio = 100",
+    ):
         safe_extract(archive, tmp_path / "out")
     assert not (tmp_path / "out").exists()
 
@@ -267,10 +284,17 @@ def test_url_source_without_sha256_is_refused_with_how_to_pin_it(tmp_path, http_
     assert "`sha256sum FILE` (macOS: `shasum -a 256 FILE`)" in message
     root, url = http_server  # and a direct call downloads nothing
     (root / "data.tar").write_bytes(b"anything")
-    with pytest.raises(DatasetError, match=r"datasets.mini.sha256: http://127.0.0.1:\d+/data.tar is downloaded but has "
-                       "no SHA-256 pinned.*`sha256sum FILE`"):
-        fetch_source("mini", {"source": f"{url}/data.tar", "layout": "liu"}, tmp_path / "source",
-                     resources=tmp_path / "resources")
+    with pytest.raises(
+        DatasetError,
+        match=r"datasets.mini.sha256: http://127.0.0.1:\d+/data.tar is downloaded but has "
+        "no SHA-256 pinned.*`sha256sum FILE`",
+    ):
+        fetch_source(
+            "mini",
+            {"source": f"{url}/data.tar", "layout": "liu"},
+            tmp_path / "source",
+            resources=tmp_path / "resources",
+        )
     assert not (tmp_path / "resources/mini/download").exists()
 
 
@@ -294,14 +318,16 @@ def test_frames_manifest_records_the_sources_and_their_digests(tmp_path):
     folder = tmp_path / "tree"  # make_tar's extracted tree: a folder has no single digest
     fetch_source("mini", {"source": str(folder), "layout": "liu"}, tmp_path / "source2")
     assert convert_source(tmp_path / "source2", "liu", tmp_path / "frames2")["sources"] == [
-        {"source": str(folder), "sha256": None}]
+        {"source": str(folder), "sha256": None}
+    ]
 
 
 @pytest.mark.workflow
 @pytest.mark.skipif(not PED2_TAR.exists(), reason=f"real UCSD Ped2 not at {PED2_TAR}")
 def test_real_ped2_through_the_data_rules(workflow_copy):
-    (workflow_copy / "ped2.yaml").write_text((REPO / "config/ped2_local.yaml").read_text().replace(
-        "../shared/datasets/ped2.tar", str(PED2_TAR)))
+    (workflow_copy / "ped2.yaml").write_text(
+        (REPO / "config/ped2_local.yaml").read_text().replace("../shared/datasets/ped2.tar", str(PED2_TAR))
+    )
     run_snakemake(workflow_copy, "resources/ped2/cpu/clips.npz", configfile="ped2.yaml")
     manifest = json.loads((workflow_copy / "resources/ped2/frames/manifest.json").read_text())
     assert len(manifest["splits"]["train"]) == 16 and len(manifest["splits"]["test"]) == 12

@@ -23,8 +23,11 @@ from vadbench.tracking import SYSTEM_METRICS_PREFIX, SYSTEM_METRICS_THREAD, RunL
 
 SCHEMA = REPO / "workflow/schemas/config.schema.yaml"
 EXPERIMENT = "vadbench-toy"
-CPU_AND_MEMORY = {"system/cpu_utilization_percentage", "system/system_memory_usage_megabytes",
-                  "system/system_memory_usage_percentage"}
+CPU_AND_MEMORY = {
+    "system/cpu_utilization_percentage",
+    "system/system_memory_usage_megabytes",
+    "system/system_memory_usage_percentage",
+}
 
 
 @pytest.fixture(scope="module")
@@ -38,8 +41,11 @@ def shared_store(tmp_path_factory) -> str:
 
 @pytest.fixture
 def store(shared_store, monkeypatch) -> str:
-    for name in ("MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL", "MLFLOW_SYSTEM_METRICS_SAMPLES_BEFORE_LOGGING",
-                 "MLFLOW_SYSTEM_METRICS_NODE_ID"):
+    for name in (
+        "MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL",
+        "MLFLOW_SYSTEM_METRICS_SAMPLES_BEFORE_LOGGING",
+        "MLFLOW_SYSTEM_METRICS_NODE_ID",
+    ):
         monkeypatch.delenv(name, raising=False)  # MLflow's overrides of what the config says
     return shared_store
 
@@ -71,8 +77,9 @@ def train_for(seconds: float, seen: dict, error: BaseException | None = None, un
         seen["run_id"], seen["samplers"] = tracker.run_id, len(samplers())
         time.sleep(seconds)
         deadline = time.monotonic() + 30
-        while until_sampled and not any(k.startswith(SYSTEM_METRICS_PREFIX)
-                                        for k in tracker.client.get_run(tracker.run_id).data.metrics):
+        while until_sampled and not any(
+            k.startswith(SYSTEM_METRICS_PREFIX) for k in tracker.client.get_run(tracker.run_id).data.metrics
+        ):
             assert time.monotonic() < deadline, "no system metrics sample arrived"
             time.sleep(0.1)
         if error is not None:
@@ -83,9 +90,17 @@ def train_for(seconds: float, seen: dict, error: BaseException | None = None, un
     return train
 
 
-def train(store: str, tmp_path: Path, monkeypatch, seconds: float, device: str = "auto",
-          error: BaseException | None = None, seen: dict | None = None, until_sampled: bool = False,
-          **switch) -> dict:
+def train(
+    store: str,
+    tmp_path: Path,
+    monkeypatch,
+    seconds: float,
+    device: str = "auto",
+    error: BaseException | None = None,
+    seen: dict | None = None,
+    until_sampled: bool = False,
+    **switch,
+) -> dict:
     """The real ``train_run`` against the real store, with a training that only takes time; what
     the training saw (its run id, the sampler threads) goes into ``seen``."""
     import vadbench.training as training
@@ -94,8 +109,17 @@ def train(store: str, tmp_path: Path, monkeypatch, seconds: float, device: str =
     seen = {} if seen is None else seen
     monkeypatch.setattr(training, "train_model", train_for(seconds, seen, error, until_sampled))
     run = {"dataset": "toy", "variant": "memae", "seed": 0, "preset_name": "tiny", "preset": {"device": device}}
-    train_run(run, tmp_path, tmp_path / "clips.npz", tmp_path / "model.pt", tmp_path / "ckpt.pt",
-              tmp_path / "run.json", store, EXPERIMENT, **switch)
+    train_run(
+        run,
+        tmp_path,
+        tmp_path / "clips.npz",
+        tmp_path / "model.pt",
+        tmp_path / "ckpt.pt",
+        tmp_path / "run.json",
+        store,
+        EXPERIMENT,
+        **switch,
+    )
     return seen
 
 
@@ -119,8 +143,11 @@ def test_a_training_run_with_system_metrics_on_ends_with_cpu_and_memory_samples(
     assert samplers() == []
 
 
-@pytest.mark.parametrize("switch, device", [(False, "auto"), ("auto", "cpu"), ("auto", "auto")],
-                         ids=["false", "auto-cpu-preset", "auto-no-gpu-visible"])
+@pytest.mark.parametrize(
+    "switch, device",
+    [(False, "auto"), ("auto", "cpu"), ("auto", "auto")],
+    ids=["false", "auto-cpu-preset", "auto-no-gpu-visible"],
+)
 def test_system_metrics_off_or_auto_on_the_cpu_log_none(store, tmp_path, monkeypatch, switch, device):
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 0)  # a CPU machine, even on a GPU box
     seen = train(store, tmp_path, monkeypatch, 1.3, device=device, system_metrics=switch, system_metrics_interval=1)
@@ -133,8 +160,17 @@ def test_system_metrics_off_or_auto_on_the_cpu_log_none(store, tmp_path, monkeyp
 def test_a_stopped_training_leaves_no_sampler_and_no_sample_after_its_end(store, tmp_path, monkeypatch):
     seen: dict = {}
     with pytest.raises(KeyboardInterrupt):
-        train(store, tmp_path, monkeypatch, 0.5, error=KeyboardInterrupt(), seen=seen, until_sampled=True,
-              system_metrics=True, system_metrics_interval=1)
+        train(
+            store,
+            tmp_path,
+            monkeypatch,
+            0.5,
+            error=KeyboardInterrupt(),
+            seen=seen,
+            until_sampled=True,
+            system_metrics=True,
+            system_metrics_interval=1,
+        )
 
     assert run_info(store, seen["run_id"]).status == "KILLED"
     metrics = system_metrics(store, seen["run_id"])
@@ -155,12 +191,14 @@ def wait_for_sample(store: str, run_id: str, more_than: int, timeout_s: float = 
 
 
 def test_a_resumed_run_continues_its_system_metrics_steps(store):
-    with tracked(RunLogger, store, EXPERIMENT, run_name="seed0", system_metrics=True,
-                 system_metrics_interval=1) as first:
+    with tracked(
+        RunLogger, store, EXPERIMENT, run_name="seed0", system_metrics=True, system_metrics_interval=1
+    ) as first:
         wait_for_sample(store, first.run_id, more_than=0)
     before = cpu_steps(store, first.run_id)
-    with tracked(RunLogger, store, EXPERIMENT, run_id=first.run_id, system_metrics=True,
-                 system_metrics_interval=1) as resumed:
+    with tracked(
+        RunLogger, store, EXPERIMENT, run_id=first.run_id, system_metrics=True, system_metrics_interval=1
+    ) as resumed:
         assert resumed.run_id == first.run_id and len(samplers()) == 1
         wait_for_sample(store, first.run_id, more_than=len(before))
 
@@ -188,11 +226,18 @@ def test_short_runs_do_not_sample(store):
     tracker.finish()
 
 
-@pytest.mark.parametrize("setting, device, gpus, on", [
-    (True, "cpu", 0, True), (False, "cuda", 1, False),
-    ("auto", "cpu", 1, False), ("auto", "cuda", 0, True), ("auto", "cuda:1", 0, True),
-    ("auto", "auto", 1, True), ("auto", "auto", 0, False),
-])
+@pytest.mark.parametrize(
+    "setting, device, gpus, on",
+    [
+        (True, "cpu", 0, True),
+        (False, "cuda", 1, False),
+        ("auto", "cpu", 1, False),
+        ("auto", "cuda", 0, True),
+        ("auto", "cuda:1", 0, True),
+        ("auto", "auto", 1, True),
+        ("auto", "auto", 0, False),
+    ],
+)
 def test_auto_follows_the_device_the_job_trains_on(setting, device, gpus, on):
     assert system_metrics_on(setting, device, cuda_devices=lambda: gpus) is on
 
@@ -207,10 +252,17 @@ def test_the_shipped_config_samples_gpu_jobs_every_ten_seconds(config):
     assert config["mlflow"]["system_metrics"] == "auto" and config["mlflow"]["system_metrics_interval"] == 10
 
 
-@pytest.mark.parametrize("key, value", [
-    ("system_metrics", "yes"), ("system_metrics", 1), ("system_metrics", None),
-    ("system_metrics_interval", 0), ("system_metrics_interval", 3601), ("system_metrics_interval", "10s"),
-])
+@pytest.mark.parametrize(
+    "key, value",
+    [
+        ("system_metrics", "yes"),
+        ("system_metrics", 1),
+        ("system_metrics", None),
+        ("system_metrics_interval", 0),
+        ("system_metrics_interval", 3601),
+        ("system_metrics_interval", "10s"),
+    ],
+)
 def test_a_bad_system_metrics_setting_is_refused_naming_the_key(config, key, value):
     config["mlflow"][key] = value
     with pytest.raises(ConfigError, match=rf"config key mlflow\.{key}:"):

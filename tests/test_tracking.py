@@ -54,8 +54,10 @@ def start_jobs_together(tmp_path: Path, module_path: str) -> tuple[str, dict[int
     uri = f"sqlite:///{tmp_path}/mlflow.db"
     ctx = mp.get_context("spawn")
     start, out = ctx.Barrier(JOBS), ctx.Queue()
-    jobs = [ctx.Process(target=_job, args=(module_path, uri, str(tmp_path / "artifacts"), i, start, out))
-            for i in range(JOBS)]
+    jobs = [
+        ctx.Process(target=_job, args=(module_path, uri, str(tmp_path / "artifacts"), i, start, out))
+        for i in range(JOBS)
+    ]
     for job in jobs:
         job.start()
     results = [out.get(timeout=300) for _ in jobs]
@@ -145,10 +147,16 @@ def test_log_lines_and_summary_hold_no_credentials(tmp_path, monkeypatch, caplog
     assert "is not in http://***@127.0.0.1" in messages and "MLflow log_metrics failed" in messages
     assert "s3cret" not in messages and "t0ken" not in messages
 
-    result = {"dataset": "toy", "variant": "memae", "seeds": [0], "preset": {"name": "tiny"},
-              "micro_auc": {"mean": 0.9, "std": 0.0}, "micro_auc_raw": {"mean": 0.8, "std": 0.0},
-              "macro_auc": {"mean": None, "std": None},
-              "protocol": {"name": "memae", "scored_frame_index": 8, "edges": "drop", "normalisation": "none"}}
+    result = {
+        "dataset": "toy",
+        "variant": "memae",
+        "seeds": [0],
+        "preset": {"name": "tiny"},
+        "micro_auc": {"mean": 0.9, "std": 0.0},
+        "micro_auc_raw": {"mean": 0.8, "std": 0.0},
+        "macro_auc": {"mean": None, "std": None},
+        "protocol": {"name": "memae", "scored_frame_index": 8, "edges": "drop", "normalisation": "none"},
+    }
     (tmp_path / "r.json").write_text(json.dumps(result))
     out = summary([str(tmp_path / "r.json")], uri)
     assert "s3cret" not in out and "t0ken" not in out and f"http://***@127.0.0.1:{port}" in out
@@ -172,8 +180,9 @@ def status(uri: str, run_id: str) -> str:
     return MlflowClient(tracking_uri=uri).get_run(run_id).info.status
 
 
-@pytest.mark.parametrize("stop, status_", [("preempted", "KILLED"), ("interrupt", "KILLED"), ("exit", "KILLED"),
-                                           ("error", "FAILED")])
+@pytest.mark.parametrize(
+    "stop, status_", [("preempted", "KILLED"), ("interrupt", "KILLED"), ("exit", "KILLED"), ("error", "FAILED")]
+)
 def test_train_run_marks_a_stopped_job_killed_and_a_crash_failed(store, tmp_path, monkeypatch, stop, status_):
     """Training stopped by each kind of exit, in the real train_run against a real store."""
     import vadbench.training as training
@@ -183,13 +192,25 @@ def test_train_run_marks_a_stopped_job_killed_and_a_crash_failed(store, tmp_path
 
     def train(run, *args, tracker, **kwargs):
         opened["run_id"] = tracker.run_id
-        raise {"preempted": training.Preempted(tmp_path / "ckpt.pt"), "interrupt": KeyboardInterrupt(),
-               "exit": SystemExit(1), "error": RuntimeError("NaN loss")}[stop]
+        raise {
+            "preempted": training.Preempted(tmp_path / "ckpt.pt"),
+            "interrupt": KeyboardInterrupt(),
+            "exit": SystemExit(1),
+            "error": RuntimeError("NaN loss"),
+        }[stop]
 
     monkeypatch.setattr(training, "train_model", train)
     with pytest.raises(BaseException):
-        train_run(RUN, tmp_path, tmp_path / "clips.npz", tmp_path / "model.pt", tmp_path / "ckpt.pt",
-                  tmp_path / "run.json", store, "vadbench-toy")
+        train_run(
+            RUN,
+            tmp_path,
+            tmp_path / "clips.npz",
+            tmp_path / "model.pt",
+            tmp_path / "ckpt.pt",
+            tmp_path / "run.json",
+            store,
+            "vadbench-toy",
+        )
     assert status(store, opened["run_id"]) == status_ and not (tmp_path / "run.json").exists()
 
 
@@ -230,8 +251,9 @@ with tracked(RunLogger, uri, "vadbench-toy", run_id=run_id, run_name="short") as
 
 def start_job(code: str, uri: str, tmp_path: Path, name: str, *args: str) -> tuple[subprocess.Popen, str]:
     ready = tmp_path / f"{name}.ready"
-    proc = subprocess.Popen([sys.executable, "-c", code, uri, str(ready), *args], cwd=tmp_path,
-                            stderr=open(tmp_path / f"{name}.log", "w"))
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code, uri, str(ready), *args], cwd=tmp_path, stderr=open(tmp_path / f"{name}.log", "w")
+    )
     deadline = time.monotonic() + 120
     while not ready.exists() or not ready.read_text():
         assert proc.poll() is None, (tmp_path / f"{name}.log").read_text()

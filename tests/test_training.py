@@ -100,7 +100,10 @@ def test_sigterm_saves_mid_epoch_and_resumes_to_the_same_weights(prepared, tmp_p
     tracker = StopAfter(None)
     train_model(*args, tmp_path / "resumed.pt", tmp_path / "resumed.ckpt", tracker=tracker)
     assert tracker.steps == [1, 2]
-    full, resumed = torch.load(tmp_path / "full.pt", weights_only=True), torch.load(tmp_path / "resumed.pt", weights_only=True)
+    full, resumed = (
+        torch.load(tmp_path / "full.pt", weights_only=True),
+        torch.load(tmp_path / "resumed.pt", weights_only=True),
+    )
     assert all(torch.equal(full["state_dict"][k], resumed["state_dict"][k]) for k in full["state_dict"])
     assert [h["loss"] for h in full["history"]] == [h["loss"] for h in resumed["history"]]
 
@@ -131,7 +134,10 @@ def test_resume_modes():
     assert mode is None and "preset.lr 0.0002 -> 0.0001" in why
     assert resume_mode({**saved, "epoch": 10}, run, data)[0] is None  # trained beyond the new schedule
     cosine = {"seed": 0, "preset": {"epochs": 10, "lr": 1e-4, "lr_schedule": "cosine"}}
-    assert resume_mode({**saved, "config": {"seed": 0, "preset": {**cosine["preset"], "epochs": 5}}}, cosine, data)[0] is None
+    assert (
+        resume_mode({**saved, "config": {"seed": 0, "preset": {**cosine["preset"], "epochs": 5}}}, cosine, data)[0]
+        is None
+    )
     assert resume_mode(None, run, data)[0] is None
     other = {**data, "digest": "e" * 64, "index": "j" * 64}
     mode, why = resume_mode({"config": run, "epoch": 3, "fingerprint": other}, run, data)
@@ -142,7 +148,9 @@ def test_resume_modes():
 
 def test_saved_model_holds_weights_and_resolved_config(prepared, tmp_path):
     root, run = prepared
-    train_model(run, root / "arrays", root / "clips.npz", tmp_path / "m.pt", tmp_path / "m.ckpt", meta={"mlflow_run_id": "x"})
+    train_model(
+        run, root / "arrays", root / "clips.npz", tmp_path / "m.pt", tmp_path / "m.ckpt", meta={"mlflow_run_id": "x"}
+    )
     state = torch.load(tmp_path / "m.pt", weights_only=True)
     assert state["config"] == run and state["meta"] == {"mlflow_run_id": "x"}
     assert state["versions"]["torch"] == torch.__version__ and type(state["versions"]["torch"]) is str

@@ -26,8 +26,19 @@ def finished(tmp_path_factory) -> Path:
 
 def test_dry_run_shows_every_stage_in_order(workflow_copy):
     out = run_snakemake(workflow_copy, "-n").stdout
-    for rule in ("download", "frames", "resize", "index", "mlflow_store", "train", "score", "auc", "plots",
-                 "aggregate", "summary"):
+    for rule in (
+        "download",
+        "frames",
+        "resize",
+        "index",
+        "mlflow_store",
+        "train",
+        "score",
+        "auc",
+        "plots",
+        "aggregate",
+        "summary",
+    ):
         assert f"rule {rule}:" in out
     # one training job per configured seed
     assert re.search(r"^train\s+4$", out, re.MULTILINE), out  # 2 variants x 2 seeds
@@ -39,18 +50,35 @@ def test_aggregate_json_reports_seeds_protocol_and_versions(finished):
     values = [s["micro_auc"] for s in result["per_seed"]]
     assert result["micro_auc"]["mean"] == pytest.approx(sum(values) / 2)
     assert all(0.0 <= v <= 1.0 for v in values)
-    assert result["protocol"] == {"clip_length": 16, "scored_frame": "centre", "edges": "drop",
-                                  "normalisation": "per_video_minmax", "smoothing_sigma": 0.0, "alpha": None,
-                                  "update_threshold": None, "reset_memory_per_video": False, "commit_weight": None,
-                                  "smoothing_mu": None, "name": "memae",
-                                  "scored_frame_index": 8}
+    assert result["protocol"] == {
+        "clip_length": 16,
+        "scored_frame": "centre",
+        "edges": "drop",
+        "normalisation": "per_video_minmax",
+        "smoothing_sigma": 0.0,
+        "alpha": None,
+        "update_threshold": None,
+        "reset_memory_per_video": False,
+        "commit_weight": None,
+        "smoothing_mu": None,
+        "name": "memae",
+        "scored_frame_index": 8,
+    }
     assert result["preset"]["name"] == "tiny" and result["preset"]["widths"] == [4, 8, 8, 8]
     assert result["versions"]["torch"].startswith("2.13")
     seed = json.loads((finished / "results/toy/memae/seed0/auc.json").read_text())
     # 3 test videos of 48 frames, 8 + 7 edge frames dropped from each
     assert seed["frames_scored"] == 3 * (48 - 15)
-    assert set(seed) >= {"micro_auc", "micro_auc_raw", "macro_auc", "macro_skipped_videos", "per_video_auc", "eer",
-                         "aupr", "micro_auc_ci95"}
+    assert set(seed) >= {
+        "micro_auc",
+        "micro_auc_raw",
+        "macro_auc",
+        "macro_skipped_videos",
+        "per_video_auc",
+        "eer",
+        "aupr",
+        "micro_auc_ci95",
+    }
     assert seed["protocol"] == result["protocol"]
     ci = seed["micro_auc_ci95"]
     assert ci["samples"] == 1000 and ci["unit"] == "video" and ci["low"] <= seed["micro_auc"] <= ci["high"]
@@ -67,8 +95,19 @@ def test_saved_scores_give_the_same_auc_by_an_independent_implementation_and_the
         assert main(["evaluate", "--scores", str(seed_dir / "scores.npz"), "--json"]) == 0
         assert json.loads(capsys.readouterr().out)["micro_auc"] == recorded
         # the dataset's own label file gives the same labels as the copy inside the score file
-        assert main(["evaluate", "--scores", str(seed_dir / "scores.npz"), "--labels",
-                     str(finished / "resources/toy/frames"), "--json"]) == 0
+        assert (
+            main(
+                [
+                    "evaluate",
+                    "--scores",
+                    str(seed_dir / "scores.npz"),
+                    "--labels",
+                    str(finished / "resources/toy/frames"),
+                    "--json",
+                ]
+            )
+            == 0
+        )
         assert json.loads(capsys.readouterr().out)["micro_auc"] == recorded
 
 
@@ -103,15 +142,28 @@ def test_report_renders_the_auc_table_in_headless_chromium(finished, tmp_path):
     if chromium is None:
         pytest.skip("Chromium is not installed (Debian package chromium; .ci/run installs it with apt-get)")
     proc = subprocess.run(
-        [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync",
-         f"--user-data-dir={tmp_path / 'profile'}", "--virtual-time-budget=15000", "--dump-dom",
-         (finished / "report.html").as_uri()],
-        capture_output=True, text=True, timeout=180,
+        [
+            chromium,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            f"--user-data-dir={tmp_path / 'profile'}",
+            "--virtual-time-budget=15000",
+            "--dump-dom",
+            (finished / "report.html").as_uri(),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=180,
     )
     dom = proc.stdout
     assert "AUC summary" in dom, proc.stderr[-2000:]
-    table = dom[dom.index("AUC summary"):]
+    table = dom[dom.index("AUC summary") :]
     memae = json.loads((finished / "results/toy_memae_auc.json").read_text())
     cell = f"{memae['micro_auc']['mean'] * 100:.1f} +/- {memae['micro_auc']['std'] * 100:.1f}"
     assert "<table" in dom and "micro AUC %" in table and cell in table

@@ -16,9 +16,16 @@ SUMMARISED = ("micro_auc", "micro_auc_raw", "macro_auc", "eer", "aupr")
 def git_commit(repo_dir: str | Path = ".") -> str | None:
     """The checked-out commit (with ``-dirty`` if the tree has changes), or None outside git."""
     try:
-        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=repo_dir, capture_output=True, text=True, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=repo_dir,
-                               capture_output=True, text=True, check=True).stdout.strip()
+        commit = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=repo_dir, capture_output=True, text=True, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=repo_dir,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return None
     return commit + ("-dirty" if dirty else "")
@@ -32,8 +39,9 @@ def mean_std(values: list[float]) -> dict[str, float | None]:
     return {"mean": float(arr.mean()), "std": float(arr.std(ddof=1)) if len(arr) > 1 else 0.0}
 
 
-def aggregate_seeds(auc_paths: list[str | Path], seeds: list[int], run: dict[str, Any],
-                    versions: dict[str, str], commit: str | None) -> dict[str, Any]:
+def aggregate_seeds(
+    auc_paths: list[str | Path], seeds: list[int], run: dict[str, Any], versions: dict[str, str], commit: str | None
+) -> dict[str, Any]:
     """One record from the per-seed ``auc.json`` files (same order as ``seeds``)."""
     records = [read_json(p) for p in auc_paths]
     protocols = {str(r["protocol"]) for r in records}
@@ -50,9 +58,21 @@ def aggregate_seeds(auc_paths: list[str | Path], seeds: list[int], run: dict[str
         values = [r[key] for r in records if r.get(key) is not None]
         result[key] = mean_std(values)
     result["per_seed"] = [
-        {"seed": s, **{k: r.get(k) for k in (*SUMMARISED, "micro_auc_ci95", "macro_skipped_videos", "frames_scored",
-                                             "per_video_auc", "mlflow_run_id")},
-         **({"stage1_mlflow_run_ids": r["stage1_mlflow_run_ids"]} if r.get("stage1_mlflow_run_ids") else {})}
+        {
+            "seed": s,
+            **{
+                k: r.get(k)
+                for k in (
+                    *SUMMARISED,
+                    "micro_auc_ci95",
+                    "macro_skipped_videos",
+                    "frames_scored",
+                    "per_video_auc",
+                    "mlflow_run_id",
+                )
+            },
+            **({"stage1_mlflow_run_ids": r["stage1_mlflow_run_ids"]} if r.get("stage1_mlflow_run_ids") else {}),
+        }
         for s, r in zip(seeds, records)
     ]
     result["protocol"] = records[0]["protocol"]
@@ -77,8 +97,11 @@ def seed_table(result: dict[str, Any]) -> list[dict[str, str]]:
     rows = []
     for r in result["per_seed"]:
         ci = r.get("micro_auc_ci95") or {}
-        row = {"seed": str(r["seed"]), **{k: _fmt(r.get(k)) for k in SUMMARISED},
-               "micro_auc_ci95": f"{_fmt(ci.get('low'))}-{_fmt(ci.get('high'))}" if ci.get("low") is not None else ""}
+        row = {
+            "seed": str(r["seed"]),
+            **{k: _fmt(r.get(k)) for k in SUMMARISED},
+            "micro_auc_ci95": f"{_fmt(ci.get('low'))}-{_fmt(ci.get('high'))}" if ci.get("low") is not None else "",
+        }
         row.update({f"video_{v}": _fmt((r.get("per_video_auc") or {}).get(v)) for v in videos})
         rows.append(row)
     mean = {"seed": "mean +/- std", **{k: _fmt_stat(result[k]) for k in SUMMARISED}, "micro_auc_ci95": ""}

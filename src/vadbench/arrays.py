@@ -58,8 +58,13 @@ def decode_videos(frames_dir: str | Path, out_dir: str | Path, size: tuple[int, 
                 video_array = np.stack([decode_frame(p, size, channels) for p in paths])
                 checksums[split][video] = save_array(tmp / split / f"{video}.npy", video_array)
             log.info("%s: decoded %d videos", split, len(manifest["splits"][split]))
-        info = {"size": list(size), "channels": channels, "splits": manifest["splits"], "arrays": checksums,
-                "sources": manifest.get("sources")}
+        info = {
+            "size": list(size),
+            "channels": channels,
+            "splits": manifest["splits"],
+            "arrays": checksums,
+            "sources": manifest.get("sources"),
+        }
         write_json(tmp / "manifest.json", info)
     return info
 

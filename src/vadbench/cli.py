@@ -38,8 +38,9 @@ def summary(paths: list[str], tracking_uri: str) -> str:
         lines.append(f"Browse every run (params, per-epoch losses, AUCs) at {shown}")
     else:
         lines.append("Browse every run (params, per-epoch losses, AUCs) with:")
-        lines.append(f"  .venv/bin/mlflow ui --backend-store-uri {shown} --port 5000"
-                     "   # then open http://127.0.0.1:5000")
+        lines.append(
+            f"  .venv/bin/mlflow ui --backend-store-uri {shown} --port 5000   # then open http://127.0.0.1:5000"
+        )
     return "\n".join(lines)
 
 
@@ -57,9 +58,11 @@ def runs_command(args: argparse.Namespace) -> str:
         verdict = ("would mark KILLED" if dry else "marked KILLED") if r["orphan"] else "left RUNNING"
         lines.append(f"{verdict}: run {r['run_id']} ({r['experiment']} / {r['name']}): {r['reason']}")
     orphans = sum(r["orphan"] for r in records)
-    lines.append(f"{len(records)} RUNNING runs in {redact_uri(uri)}, {orphans} with their job gone"
-                 + ("" if dry or not orphans else ", marked KILLED")
-                 + (" (run with --clean to mark them KILLED)" if not args.clean and orphans else ""))
+    lines.append(
+        f"{len(records)} RUNNING runs in {redact_uri(uri)}, {orphans} with their job gone"
+        + ("" if dry or not orphans else ", marked KILLED")
+        + (" (run with --clean to mark them KILLED)" if not args.clean and orphans else "")
+    )
     return "\n".join(lines)
 
 
@@ -69,7 +72,11 @@ def evaluate_table(result: dict) -> str:
     lines = [
         f"protocol: {p['name']} (edges {p['edges']}, {p['normalisation']}, smoothing sigma {p['smoothing_sigma']})",
         f"micro AUC      {result['micro_auc']:.6f}"
-        + (f"   95% CI {ci['low']:.4f}-{ci['high']:.4f} ({ci['samples']} resamples of whole videos)" if ci.get("low") is not None else ""),
+        + (
+            f"   95% CI {ci['low']:.4f}-{ci['high']:.4f} ({ci['samples']} resamples of whole videos)"
+            if ci.get("low") is not None
+            else ""
+        ),
         f"micro AUC raw  {result['micro_auc_raw']:.6f}   (no per-video normalisation)",
         f"macro AUC      {result['macro_auc']:.6f}" if result["macro_auc"] is not None else "macro AUC      n/a",
         f"EER            {result['eer']:.6f}",
@@ -103,8 +110,9 @@ def check_evaluate_args(args: argparse.Namespace) -> None:
         raise ConfigError(f"--bootstrap {args.bootstrap}: must be in 0..{MAX_BOOTSTRAP} resamples (0: no interval)")
     sigma = args.smoothing_sigma
     if sigma is not None and not (math.isfinite(sigma) and 0 <= sigma <= MAX_SMOOTHING_SIGMA):
-        raise ConfigError(f"--smoothing-sigma {sigma}: must be a finite number of frames in "
-                          f"0..{MAX_SMOOTHING_SIGMA} (0: off)")
+        raise ConfigError(
+            f"--smoothing-sigma {sigma}: must be a finite number of frames in 0..{MAX_SMOOTHING_SIGMA} (0: off)"
+        )
 
 
 def evaluate_command(args: argparse.Namespace) -> dict:
@@ -123,13 +131,17 @@ def evaluate_command(args: argparse.Namespace) -> dict:
             scores[v][: args.drop_first] = np.nan
             if args.drop_last:
                 scores[v][-args.drop_last :] = np.nan
-    overrides = {k: getattr(args, k) for k in ("edges", "normalisation", "smoothing_sigma") if getattr(args, k) is not None}
+    overrides = {
+        k: getattr(args, k) for k in ("edges", "normalisation", "smoothing_sigma") if getattr(args, k) is not None
+    }
     if args.commit_weight is not None or args.smoothing_mu is not None:
         from vadbench.scoring import recombine_ammc
 
         base = recorded.to_dict() if recorded is not None else {}
-        weights = {"commit_weight": args.commit_weight if args.commit_weight is not None else base.get("commit_weight"),
-                   "smoothing_mu": args.smoothing_mu if args.smoothing_mu is not None else base.get("smoothing_mu")}
+        weights = {
+            "commit_weight": args.commit_weight if args.commit_weight is not None else base.get("commit_weight"),
+            "smoothing_mu": args.smoothing_mu if args.smoothing_mu is not None else base.get("smoothing_mu"),
+        }
         if None in weights.values():
             raise ConfigError("--commit-weight and --smoothing-mu: give both for a file that records neither")
         Protocol.named("ammc", **weights)  # checks the ranges, naming the option
@@ -147,38 +159,48 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("summary", help="print aggregated AUC JSON files and the mlflow ui command")
     p.add_argument("results", nargs="+", help="results/{dataset}_{variant}_auc.json files")
-    p.add_argument("--tracking-uri", default="sqlite:///results/mlflow.db",
-                   help="store to point mlflow ui at (MLFLOW_TRACKING_URI overrides)")
+    p.add_argument(
+        "--tracking-uri",
+        default="sqlite:///results/mlflow.db",
+        help="store to point mlflow ui at (MLFLOW_TRACKING_URI overrides)",
+    )
     p.set_defaults(run=lambda a: print(summary(a.results, resolve_tracking_uri(a.tracking_uri))))
 
     r = sub.add_parser(
         "runs",
         help="list MLflow runs left RUNNING; --clean marks those whose job is gone as KILLED",
         description="A job killed without warning (SIGKILL, a lost node) leaves its MLflow run RUNNING. A run of "
-                    "this host is orphaned when its job's pid is gone (or now belongs to another process); a run "
-                    "of another host when its heartbeat tag is older than --stale-after hours.",
+        "this host is orphaned when its job's pid is gone (or now belongs to another process); a run "
+        "of another host when its heartbeat tag is older than --stale-after hours.",
     )
     r.add_argument("--clean", action="store_true", help="mark the orphaned runs KILLED")
     r.add_argument("--dry-run", action="store_true", help="with --clean: only say what would be marked")
-    r.add_argument("--tracking-uri", default="sqlite:///results/mlflow.db",
-                   help="store (MLFLOW_TRACKING_URI overrides)")
-    r.add_argument("--stale-after", type=float, default=24.0, metavar="HOURS",
-                   help="heartbeat age after which a run of another host counts as orphaned (default 24)")
+    r.add_argument(
+        "--tracking-uri", default="sqlite:///results/mlflow.db", help="store (MLFLOW_TRACKING_URI overrides)"
+    )
+    r.add_argument(
+        "--stale-after",
+        type=float,
+        default=24.0,
+        metavar="HOURS",
+        help="heartbeat age after which a run of another host counts as orphaned (default 24)",
+    )
     r.set_defaults(run=lambda a: print(runs_command(a)))
 
     e = sub.add_parser(
         "evaluate",
         help="metrics of any per-frame score file against any supported label file",
         description="Compute vadbench's metrics (micro AUC with a bootstrap interval over videos, macro AUC, "
-                    "EER, AUPR, per-video AUC) for per-frame scores (higher = more anomalous; NaN = not scored). "
-                    "Scores: the score rule's .npz, an .npz of one array per video, a .npy of all videos "
-                    "concatenated, or a .csv with video,frame,score columns. Labels: Liu .mat, UCSD .m, a "
-                    "ShanghaiTech test_frame_mask/ folder, vadbench labels.npz or a concatenated .npy.",
+        "EER, AUPR, per-video AUC) for per-frame scores (higher = more anomalous; NaN = not scored). "
+        "Scores: the score rule's .npz, an .npz of one array per video, a .npy of all videos "
+        "concatenated, or a .csv with video,frame,score columns. Labels: Liu .mat, UCSD .m, a "
+        "ShanghaiTech test_frame_mask/ folder, vadbench labels.npz or a concatenated .npy.",
     )
     e.add_argument("--scores", required=True, help="score file")
     e.add_argument("--labels", help="label file or folder (not needed for the score rule's .npz)")
-    e.add_argument("--protocol", help="named protocol (memae); default: the one recorded in a vadbench score "
-                                      "file, else memae")
+    e.add_argument(
+        "--protocol", help="named protocol (memae); default: the one recorded in a vadbench score file, else memae"
+    )
     e.add_argument("--edges", choices=["drop", "pad"], help="unscored (NaN) frames: left out, or nearest score")
     e.add_argument("--normalisation", choices=["per_video_minmax", "none"])
     e.add_argument("--smoothing-sigma", type=float, help="Gaussian smoothing of each video's scores, frames")

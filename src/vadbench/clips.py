@@ -53,7 +53,9 @@ class FlowClips:
         return len(self.frames)
 
     def to(self, device: torch.device | str, non_blocking: bool = False) -> "FlowClips":
-        return FlowClips(self.frames.to(device, non_blocking=non_blocking), self.flows.to(device, non_blocking=non_blocking))
+        return FlowClips(
+            self.frames.to(device, non_blocking=non_blocking), self.flows.to(device, non_blocking=non_blocking)
+        )
 
 
 def make_index(lengths: dict[str, int], clip_length: int, stride: int) -> ClipIndex:
@@ -63,7 +65,9 @@ def make_index(lengths: dict[str, int], clip_length: int, stride: int) -> ClipIn
     for vid, name in enumerate(videos):
         s = np.arange(0, lengths[name] - clip_length + 1, stride, dtype=np.int32)
         if len(s) == 0:
-            log.warning("video %s has %d frames, fewer than one %d-frame clip: skipped", name, lengths[name], clip_length)
+            log.warning(
+                "video %s has %d frames, fewer than one %d-frame clip: skipped", name, lengths[name], clip_length
+            )
         ids.append(np.full(len(s), vid, dtype=np.int32))
         starts.append(s)
     return ClipIndex(videos, np.concatenate(ids), np.concatenate(starts), clip_length)
@@ -84,7 +88,9 @@ def hold_out_videos(index: ClipIndex, n_videos: int) -> tuple[ClipIndex, ClipInd
     return parts[0], parts[1]
 
 
-def build_index(arrays_dir: str | Path, clip_length: int, train_stride: int, test_stride: int, out_path: str | Path) -> dict:
+def build_index(
+    arrays_dir: str | Path, clip_length: int, train_stride: int, test_stride: int, out_path: str | Path
+) -> dict:
     """Index train and test clips of the decoded videos and save them to ``out_path`` (.npz)."""
     splits = read_json(Path(arrays_dir) / "manifest.json")["splits"]
     indices = {
@@ -135,8 +141,9 @@ class ClipLoader:
     uninterrupted one.
     """
 
-    def __init__(self, arrays_dir: str | Path, split: str, index: ClipIndex, batch_size: int,
-                 flow: FlowInput | None = None) -> None:
+    def __init__(
+        self, arrays_dir: str | Path, split: str, index: ClipIndex, batch_size: int, flow: FlowInput | None = None
+    ) -> None:
         self.index = index
         self.batch_size = batch_size
         self.videos = open_videos(arrays_dir, split, index.videos)
@@ -145,8 +152,10 @@ class ClipLoader:
         if self.flows is not None:
             for name, video, flows in zip(index.videos, self.videos, self.flows):
                 if flows.shape != (len(video) - 1, *video.shape[1:3], 2):
-                    raise DatasetError(f"{flow.flow_dir / split / name}.npy holds flows of shape {flows.shape}, but the "
-                                       f"video has {video.shape}; rerun the flow rule (snakemake --forcerun flow).")
+                    raise DatasetError(
+                        f"{flow.flow_dir / split / name}.npy holds flows of shape {flows.shape}, but the "
+                        f"video has {video.shape}; rerun the flow rule (snakemake --forcerun flow)."
+                    )
 
     def __len__(self) -> int:
         return (len(self.index) + self.batch_size - 1) // self.batch_size
@@ -171,7 +180,10 @@ class ClipLoader:
         from vadbench.flow import normalise_flow
 
         length = self.index.clip_length - 1
-        stacked = np.stack([self.flows[self.index.video_ids[i]][self.index.starts[i]: self.index.starts[i] + length]
-                            for i in ids])  # (B, T-1, H, W, 2) float16
+        stacked = np.stack(
+            [self.flows[self.index.video_ids[i]][self.index.starts[i] : self.index.starts[i] + length] for i in ids]
+        )  # (B, T-1, H, W, 2) float16
         flows = torch.from_numpy(stacked.astype(np.float32)).permute(0, 4, 1, 2, 3)
-        return normalise_flow(flows, self.flow.normalisation, tuple(stacked.shape[2:4]), self.flow.max_displacement, axis=1)
+        return normalise_flow(
+            flows, self.flow.normalisation, tuple(stacked.shape[2:4]), self.flow.max_displacement, axis=1
+        )

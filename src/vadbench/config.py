@@ -87,8 +87,10 @@ def _check_experiment(pattern: str) -> None:
     try:
         fields = [f for _, f, _, _ in string.Formatter().parse(pattern) if f is not None]
     except ValueError as err:
-        raise ConfigError(f"config key mlflow.experiment: {pattern!r} is not a valid pattern ({err}); "
-                          "write braces other than {dataset} doubled, {{ and }}") from None
+        raise ConfigError(
+            f"config key mlflow.experiment: {pattern!r} is not a valid pattern ({err}); "
+            "write braces other than {dataset} doubled, {{ and }}"
+        ) from None
     for field in fields:
         if field != "dataset":
             raise ConfigError(
@@ -117,7 +119,9 @@ def validate_config(config: dict[str, Any], schema_path: str | Path) -> None:
     _check_pinned(config)
     schema = yaml.safe_load(Path(schema_path).read_text())
     validator = jsonschema.Draft202012Validator(schema)
-    errors = sorted(validator.iter_errors(config), key=lambda e: (len(e.absolute_path), list(map(str, e.absolute_path))))
+    errors = sorted(
+        validator.iter_errors(config), key=lambda e: (len(e.absolute_path), list(map(str, e.absolute_path)))
+    )
     if errors:
         err = errors[0]
         raise ConfigError(f"config key {_key(err.absolute_path)}: {err.message}")
@@ -129,26 +133,38 @@ def validate_config(config: dict[str, Any], schema_path: str | Path) -> None:
         preset = dataset.get("preset", config["preset"])
         if preset not in config["presets"]:
             key = f"datasets.{name}.preset" if "preset" in dataset else "preset"
-            raise ConfigError(f"config key {key}: preset {preset!r} is not defined under presets ({', '.join(config['presets'])})")
+            raise ConfigError(
+                f"config key {key}: preset {preset!r} is not defined under presets ({', '.join(config['presets'])})"
+            )
         if dataset["layout"] not in LAYOUTS:
-            raise ConfigError(f"config key datasets.{name}.layout: unknown layout {dataset['layout']!r}; known: {', '.join(LAYOUTS)}")
+            raise ConfigError(
+                f"config key datasets.{name}.layout: unknown layout {dataset['layout']!r}; known: {', '.join(LAYOUTS)}"
+            )
     for name, variant in config["variants"].items():
         if variant["model"] not in MODELS:
-            raise ConfigError(f"config key variants.{name}.model: unknown model {variant['model']!r}; known: {', '.join(MODELS)}")
+            raise ConfigError(
+                f"config key variants.{name}.model: unknown model {variant['model']!r}; known: {', '.join(MODELS)}"
+            )
         _check_streams_from(config, name, variant)
         stream = variant.get("params", {}).get("stream", "appearance")
         if variant["model"] == "ammc_stream" and stream != "appearance":
-            raise ConfigError(f"config key variants.{name}.params.stream: {stream!r}; a stream scored on its own must be "
-                              "the appearance stream (AMMC-Net's score reads the predicted frame, not the flow)")
+            raise ConfigError(
+                f"config key variants.{name}.params.stream: {stream!r}; a stream scored on its own must be "
+                "the appearance stream (AMMC-Net's score reads the predicted frame, not the flow)"
+            )
     for key, known in (("datasets", config["datasets"]), ("variants", config["variants"])):
         for name in config["summary"].get(key, []):
             if name not in known:
-                raise ConfigError(f"config key summary.{key}: {name!r} is not configured under {key} ({', '.join(known)})")
+                raise ConfigError(
+                    f"config key summary.{key}: {name!r} is not configured under {key} ({', '.join(known)})"
+                )
     bases = {config["preset"], *(d.get("preset", config["preset"]) for d in config["datasets"].values())}
     for name, variant in config["variants"].items():
         for base, target in variant.get("presets", {}).items():
             if target not in config["presets"]:
-                raise ConfigError(f"config key variants.{name}.presets.{base}: preset {target!r} is not defined under presets")
+                raise ConfigError(
+                    f"config key variants.{name}.presets.{base}: preset {target!r} is not defined under presets"
+                )
         try:
             protocol_of(config, next(iter(config["datasets"])), name)
         except ConfigError as err:
@@ -162,8 +178,10 @@ def validate_config(config: dict[str, Any], schema_path: str | Path) -> None:
             except ConfigError as err:
                 if target != base:
                     raise
-                raise ConfigError(f"{err}. Variant {name} runs at preset {base} of a dataset: give it a preset of its own "
-                                  f"with variants.{name}.presets.{base}: <preset>") from None
+                raise ConfigError(
+                    f"{err}. Variant {name} runs at preset {base} of a dataset: give it a preset of its own "
+                    f"with variants.{name}.presets.{base}: <preset>"
+                ) from None
 
 
 def _check_streams_from(config: dict[str, Any], name: str, variant: dict[str, Any]) -> None:
@@ -173,27 +191,37 @@ def _check_streams_from(config: dict[str, Any], name: str, variant: dict[str, An
         return
     key = f"config key variants.{name}.streams_from"
     if variant["model"] not in AMMC_MODELS:
-        raise ConfigError(f"{key}: only AMMC-Net variants (model {' or '.join(AMMC_MODELS)}) start from stage-1 streams")
+        raise ConfigError(
+            f"{key}: only AMMC-Net variants (model {' or '.join(AMMC_MODELS)}) start from stage-1 streams"
+        )
     source = config["variants"].get(owner)
     if source is None or source["model"] != "ammc" or "streams_from" in source:
-        raise ConfigError(f"{key}: {owner!r} must be a variant of model ammc that trains its own streams "
-                          f"(no streams_from of its own); AMMC-Net variants: "
-                          f"{', '.join(v for v, s in config['variants'].items() if s['model'] == 'ammc')}")
+        raise ConfigError(
+            f"{key}: {owner!r} must be a variant of model ammc that trains its own streams "
+            f"(no streams_from of its own); AMMC-Net variants: "
+            f"{', '.join(v for v, s in config['variants'].items() if s['model'] == 'ammc')}"
+        )
     if variant.get("presets", {}) != source.get("presets", {}):
-        raise ConfigError(f"{key}: its presets {variant.get('presets', {})} differ from {owner}'s "
-                          f"{source.get('presets', {})}; the streams are trained at {owner}'s")
+        raise ConfigError(
+            f"{key}: its presets {variant.get('presets', {})} differ from {owner}'s "
+            f"{source.get('presets', {})}; the streams are trained at {owner}'s"
+        )
 
 
 def _check_preset_for_model(name: str, preset: dict[str, Any], model: str) -> None:
     t, (h, w) = preset["clip_length"], preset["frame_size"]
     if model in AMMC_MODELS:
         if h % 8 or w % 8 or t < 3 or "flow" not in preset:
-            raise ConfigError(f"config key presets.{name}: AMMC-Net needs frame_size multiples of 8 (its U-Net pools "
-                              f"three times; got {h}x{w}), clip_length >= 3 (got {t}) and a `flow` section")
+            raise ConfigError(
+                f"config key presets.{name}: AMMC-Net needs frame_size multiples of 8 (its U-Net pools "
+                f"three times; got {h}x{w}), clip_length >= 3 (got {t}) and a `flow` section"
+            )
     elif model == "mnad":
         if h % 8 or w % 8:
-            raise ConfigError(f"config key presets.{name}: frame_size {h}x{w} must be multiples of 8 for MNAD "
-                              "(its encoder pools three times)")
+            raise ConfigError(
+                f"config key presets.{name}: frame_size {h}x{w} must be multiples of 8 for MNAD "
+                "(its encoder pools three times)"
+            )
     elif t % 8 or h % 16 or w % 16:
         raise ConfigError(
             f"config key presets.{name}: clip_length {t} must be a multiple of 8 and frame_size {h}x{w} "

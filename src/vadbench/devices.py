@@ -75,20 +75,27 @@ def private_lock_dir(folder: str | Path) -> Path:
     if stat.S_ISLNK(st.st_mode) or not stat.S_ISDIR(st.st_mode):
         raise LockDirError(f"GPU lock folder {folder} is a symlink or not a directory; {fix}")
     if st.st_uid != os.getuid():
-        raise LockDirError(f"GPU lock folder {folder} belongs to uid {st.st_uid}, not to you (uid {os.getuid()}); "
-                           f"{fix}")
+        raise LockDirError(
+            f"GPU lock folder {folder} belongs to uid {st.st_uid}, not to you (uid {os.getuid()}); {fix}"
+        )
     if st.st_mode & 0o022:
         mode = stat.S_IMODE(st.st_mode)
-        raise LockDirError(f"GPU lock folder {folder} is writable by group or others (mode {mode:o}); "
-                           f"run chmod 700 {folder}, or set {LOCK_DIR_ENV} to a folder only you can write to")
+        raise LockDirError(
+            f"GPU lock folder {folder} is writable by group or others (mode {mode:o}); "
+            f"run chmod 700 {folder}, or set {LOCK_DIR_ENV} to a folder only you can write to"
+        )
     return folder
 
 
 def _open_lock(path: Path) -> int:
     """Open a GPU lock file (see :func:`vadbench.fileio.open_lock_file`)."""
-    return open_lock_file(path, lambda symlink: LockDirError(
-        f"GPU lock file {path} is {'a symlink' if symlink else 'not a regular file of yours'}; remove it, or set "
-        f"{LOCK_DIR_ENV} to a folder only you can write to"))
+    return open_lock_file(
+        path,
+        lambda symlink: LockDirError(
+            f"GPU lock file {path} is {'a symlink' if symlink else 'not a regular file of yours'}; remove it, or set "
+            f"{LOCK_DIR_ENV} to a folder only you can write to"
+        ),
+    )
 
 
 @contextlib.contextmanager
@@ -122,14 +129,19 @@ def claim_gpu(count: int, lock_dir: str | Path | None = None) -> Iterator[int | 
             os.close(fd)
         return
     shared = os.getpid() % count
-    log.warning("all %d GPUs are claimed by other jobs; sharing cuda:%d (run snakemake with --resources gpu=%d)",
-                count, shared, count)
+    log.warning(
+        "all %d GPUs are claimed by other jobs; sharing cuda:%d (run snakemake with --resources gpu=%d)",
+        count,
+        shared,
+        count,
+    )
     yield shared
 
 
 @contextlib.contextmanager
-def job_device(requested: str = "auto", device_count: int | None = None,
-               lock_dir: str | Path | None = None) -> Iterator[torch.device]:
+def job_device(
+    requested: str = "auto", device_count: int | None = None, lock_dir: str | Path | None = None
+) -> Iterator[torch.device]:
     """The device for one training or scoring job, held for the ``with`` block.
 
     ``auto``: a claimed GPU when CUDA is present, else the CPU; ``cuda`` claims a GPU as well;

@@ -55,7 +55,7 @@ def remove_orphaned_temporaries(path: str | Path) -> None:
     path = Path(path)
     prefix = f".{path.name}.tmp-{socket.gethostname()}-"
     for tmp in path.parent.glob(f"{glob.escape(prefix)}*"):
-        pid = re.match(r"\d+", tmp.name[len(prefix):])
+        pid = re.match(r"\d+", tmp.name[len(prefix) :])
         if pid is None or int(pid.group()) == os.getpid():
             continue
         if not process_alive(int(pid.group())):

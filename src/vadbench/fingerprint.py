@@ -61,7 +61,9 @@ def index_digest(index_path: str | Path) -> str:
                 digest.update(_canonical([key, array.dtype.str, list(array.shape)]))
                 digest.update(array.tobytes())
     except (OSError, ValueError) as err:
-        raise DatasetError(f"{index_path}: cannot read the clip index ({err}). Delete it and rerun the index rule.") from None
+        raise DatasetError(
+            f"{index_path}: cannot read the clip index ({err}). Delete it and rerun the index rule."
+        ) from None
     return digest.hexdigest()
 
 
@@ -71,21 +73,28 @@ def check_arrays(arrays_dir: str | Path, manifest: dict[str, Any], verify: str =
     arrays_dir = Path(arrays_dir)
     recorded = manifest.get("arrays")
     if recorded is None:
-        log.warning("%s records no checksums of its arrays (decoded by an older vadbench): a file replaced by hand "
-                    "goes unnoticed; run `snakemake --forcerun resize` to record them", arrays_dir / "manifest.json")
+        log.warning(
+            "%s records no checksums of its arrays (decoded by an older vadbench): a file replaced by hand "
+            "goes unnoticed; run `snakemake --forcerun resize` to record them",
+            arrays_dir / "manifest.json",
+        )
         return
     for split, videos in manifest["splits"].items():
         for video in videos:
             path = arrays_dir / split / f"{video}.npy"
             expected = recorded.get(split, {}).get(video)
             if expected is None:
-                raise DatasetError(f"{arrays_dir / 'manifest.json'} lists video {split}/{video} but no checksum of "
-                                   f"{path}. Delete {arrays_dir} and rerun (snakemake --forcerun {rule}).")
+                raise DatasetError(
+                    f"{arrays_dir / 'manifest.json'} lists video {split}/{video} but no checksum of "
+                    f"{path}. Delete {arrays_dir} and rerun (snakemake --forcerun {rule})."
+                )
             try:
                 size = path.stat().st_size
             except FileNotFoundError:
-                raise DatasetError(f"{path} is missing ({arrays_dir / 'manifest.json'} lists it). "
-                                   f"Delete {arrays_dir} and rerun (snakemake --forcerun {rule}).") from None
+                raise DatasetError(
+                    f"{path} is missing ({arrays_dir / 'manifest.json'} lists it). "
+                    f"Delete {arrays_dir} and rerun (snakemake --forcerun {rule})."
+                ) from None
             found = f"{size} bytes" if size != expected["bytes"] else None
             if found is None and verify == "full" and file_sha256(path) != expected["sha256"]:
                 found = "other bytes"
@@ -102,12 +111,14 @@ def _read_manifest(directory: Path, rule: str) -> dict[str, Any]:
     try:
         return json.loads(path.read_text())
     except (OSError, ValueError) as err:
-        raise DatasetError(f"{path}: cannot read the manifest ({err}). "
-                           f"Delete {directory} and rerun (snakemake --forcerun {rule}).") from None
+        raise DatasetError(
+            f"{path}: cannot read the manifest ({err}). Delete {directory} and rerun (snakemake --forcerun {rule})."
+        ) from None
 
 
-def data_fingerprint(arrays_dir: str | Path, index_path: str | Path, verify: str = "size",
-                     flow_dir: str | Path | None = None) -> dict[str, Any]:
+def data_fingerprint(
+    arrays_dir: str | Path, index_path: str | Path, verify: str = "size", flow_dir: str | Path | None = None
+) -> dict[str, Any]:
     """The fingerprint of decoded arrays plus their clip index, as plain data for a checkpoint.
 
     Args:
@@ -139,7 +150,9 @@ def describe(fingerprint: dict[str, Any]) -> str:
     parts = [f"{label} {fingerprint[key][:12]}" for key, label in PARTS.items() if fingerprint.get(key)]
     for source in fingerprint.get("sources") or []:
         sha = source.get("sha256")
-        parts.append(f"source {Path(str(source.get('source'))).name} {'SHA-256 ' + sha[:12] if sha else '(no checksum)'}")
+        parts.append(
+            f"source {Path(str(source.get('source'))).name} {'SHA-256 ' + sha[:12] if sha else '(no checksum)'}"
+        )
     return f"data {fingerprint['digest'][:12]} ({', '.join(parts)})"
 
 

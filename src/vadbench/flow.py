@@ -58,8 +58,7 @@ NORMALISATIONS = ("none", "frame_size", "clip")
 # OpenCV's tutorial values (pyr_scale 0.5, 15 px window, 3 iterations, poly_n 5), poly_sigma 1.1
 # as its documentation advises for poly_n 5, and 4 pyramid levels instead of 3 so that motions of
 # several pixels are caught at 256x256 (the coarsest level is still 32 px, two windows wide).
-FARNEBACK = {"pyr_scale": 0.5, "levels": 4, "winsize": 15, "iterations": 3, "poly_n": 5, "poly_sigma": 1.1,
-             "flags": 0}
+FARNEBACK = {"pyr_scale": 0.5, "levels": 4, "winsize": 15, "iterations": 3, "poly_n": 5, "poly_sigma": 1.1, "flags": 0}
 _HISTOGRAM_BIN = 0.01  # px: resolution of the magnitude percentile in the manifest
 
 
@@ -149,8 +148,12 @@ class _MagnitudeStats:
     def summary(self) -> dict[str, float]:
         total = int(self.counts.sum())
         k = int(np.searchsorted(np.cumsum(self.counts), 0.999 * total)) if total else -1
-        return {"max_abs_dx": round(self.max_dx, 3), "max_abs_dy": round(self.max_dy, 3),
-                "p99_9_magnitude": round((k + 1) * _HISTOGRAM_BIN, 2), "flow_pixels": total}
+        return {
+            "max_abs_dx": round(self.max_dx, 3),
+            "max_abs_dy": round(self.max_dy, 3),
+            "p99_9_magnitude": round((k + 1) * _HISTOGRAM_BIN, 2),
+            "flow_pixels": total,
+        }
 
 
 def _open_videos(arrays_dir: Path, manifest: dict[str, Any]) -> dict[str, dict[str, np.ndarray]]:
@@ -165,14 +168,20 @@ def _open_videos(arrays_dir: Path, manifest: dict[str, Any]) -> dict[str, dict[s
             try:
                 array = np.load(path, mmap_mode="r")
             except FileNotFoundError:
-                raise DatasetError(f"{path} is missing ({arrays_dir / 'manifest.json'} lists {split}/{video}). "
-                                   "Rerun the resize rule (snakemake --forcerun resize).") from None
+                raise DatasetError(
+                    f"{path} is missing ({arrays_dir / 'manifest.json'} lists {split}/{video}). "
+                    "Rerun the resize rule (snakemake --forcerun resize)."
+                ) from None
             except (OSError, ValueError) as err:
-                raise DatasetError(f"{path}: cannot open the frames array ({err}); {arrays_dir / 'manifest.json'} "
-                                   "lists it. Rerun the resize rule (snakemake --forcerun resize).") from None
+                raise DatasetError(
+                    f"{path}: cannot open the frames array ({err}); {arrays_dir / 'manifest.json'} "
+                    "lists it. Rerun the resize rule (snakemake --forcerun resize)."
+                ) from None
             if array.shape != expected or array.dtype != np.uint8:
-                raise DatasetError(f"{path}: {array.shape} {array.dtype}, but {arrays_dir / 'manifest.json'} says "
-                                   f"{expected} uint8. Rerun the resize rule (snakemake --forcerun resize).")
+                raise DatasetError(
+                    f"{path}: {array.shape} {array.dtype}, but {arrays_dir / 'manifest.json'} says "
+                    f"{expected} uint8. Rerun the resize rule (snakemake --forcerun resize)."
+                )
             videos[split][video] = array
     return videos
 
@@ -219,9 +228,16 @@ def flow_videos(arrays_dir: str | Path, out_dir: str | Path, method: str = "dis"
     try:
         with atomic_path(out_dir) as tmp:
             info = _write_flows(videos, tmp, method)
-            info = {"method": method, "library": _library(method), "size": source["size"], "convention": CONVENTION,
-                    "units": UNITS, "dtype": "float16", "source_manifest_sha256": _sha256(arrays_dir / "manifest.json"),
-                    **info}
+            info = {
+                "method": method,
+                "library": _library(method),
+                "size": source["size"],
+                "convention": CONVENTION,
+                "units": UNITS,
+                "dtype": "float16",
+                "source_manifest_sha256": _sha256(arrays_dir / "manifest.json"),
+                **info,
+            }
             write_json(tmp / "manifest.json", info)
     finally:
         cv2.setNumThreads(previous_threads)
@@ -267,8 +283,13 @@ def _sha256(path: Path) -> str:
         return hashlib.file_digest(f, "sha256").hexdigest()
 
 
-def normalise_flow(flow, mode: str = "clip", frame_size: tuple[int, int] | None = None,
-                   max_displacement: float | None = None, axis: int = -1):
+def normalise_flow(
+    flow,
+    mode: str = "clip",
+    frame_size: tuple[int, int] | None = None,
+    max_displacement: float | None = None,
+    axis: int = -1,
+):
     """Scale a flow in pixels for a network; numpy array in, numpy out, torch tensor in, torch out.
 
     Args:

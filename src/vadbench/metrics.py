@@ -26,8 +26,12 @@ from vadbench.protocol import Protocol
 BOOTSTRAP_SAMPLES = 1000
 
 
-def concat_scored(scores: dict[str, np.ndarray], labels: dict[str, np.ndarray], scored: dict[str, np.ndarray],
-                  videos: list[str] | None = None) -> tuple[np.ndarray, np.ndarray]:
+def concat_scored(
+    scores: dict[str, np.ndarray],
+    labels: dict[str, np.ndarray],
+    scored: dict[str, np.ndarray],
+    videos: list[str] | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
     """``(scores, labels)`` of the scored frames of ``videos`` (default: all, sorted), concatenated."""
     videos = sorted(scores) if videos is None else videos
     s = np.concatenate([scores[v][scored[v]] for v in videos])
@@ -41,8 +45,9 @@ def micro_auc(scores: dict[str, np.ndarray], labels: dict[str, np.ndarray], scor
     return float(roc_auc_score(y, s))
 
 
-def macro_auc(scores: dict[str, np.ndarray], labels: dict[str, np.ndarray],
-              scored: dict[str, np.ndarray]) -> tuple[float | None, dict[str, float], list[str]]:
+def macro_auc(
+    scores: dict[str, np.ndarray], labels: dict[str, np.ndarray], scored: dict[str, np.ndarray]
+) -> tuple[float | None, dict[str, float], list[str]]:
     """``(mean AUC, per-video AUC, skipped videos)`` over videos holding both classes."""
     per_video, skipped = {}, []
     for v in sorted(scores):
@@ -68,8 +73,13 @@ def equal_error_rate(y: np.ndarray, s: np.ndarray) -> float:
     return float(fpr[i - 1] + t * (fpr[i] - fpr[i - 1]))
 
 
-def bootstrap_micro_auc(scores: dict[str, np.ndarray], labels: dict[str, np.ndarray], scored: dict[str, np.ndarray],
-                        samples: int = BOOTSTRAP_SAMPLES, seed: int = 0) -> dict[str, Any]:
+def bootstrap_micro_auc(
+    scores: dict[str, np.ndarray],
+    labels: dict[str, np.ndarray],
+    scored: dict[str, np.ndarray],
+    samples: int = BOOTSTRAP_SAMPLES,
+    seed: int = 0,
+) -> dict[str, Any]:
     """95% percentile interval of the micro AUC over ``samples`` resamplings of whole videos.
 
     Resamples that happen to hold a single class are redrawn from the same stream, so the
@@ -93,8 +103,9 @@ def bootstrap_micro_auc(scores: dict[str, np.ndarray], labels: dict[str, np.ndar
     return {"low": float(low), "high": float(high), "samples": len(aucs), "seed": seed, "unit": "video"}
 
 
-def apply_protocol(raw: dict[str, np.ndarray], labels: dict[str, np.ndarray],
-                   protocol: Protocol) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+def apply_protocol(
+    raw: dict[str, np.ndarray], labels: dict[str, np.ndarray], protocol: Protocol
+) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
     """``(scores, scored)`` per video after :meth:`Protocol.apply`, lengths checked against labels."""
     missing = sorted(set(raw) ^ set(labels))
     if missing:
@@ -107,8 +118,10 @@ def apply_protocol(raw: dict[str, np.ndarray], labels: dict[str, np.ndarray],
         if len(raw[v]) != len(labels[v]):
             raise DatasetError(f"video {v}: {len(raw[v])} scores but {len(labels[v])} labels; they must be equal")
         if np.isinf(raw[v]).any():
-            raise DatasetError(f"video {v}: infinite score at frame {int(np.flatnonzero(np.isinf(raw[v]))[0])}; "
-                               "scores must be finite, or NaN for a frame that was not scored")
+            raise DatasetError(
+                f"video {v}: infinite score at frame {int(np.flatnonzero(np.isinf(raw[v]))[0])}; "
+                "scores must be finite, or NaN for a frame that was not scored"
+            )
         scores[v], scored[v] = protocol.apply(raw[v])
         if not np.isfinite(scores[v][scored[v]]).all():
             raise DatasetError(
@@ -118,8 +131,12 @@ def apply_protocol(raw: dict[str, np.ndarray], labels: dict[str, np.ndarray],
     return scores, scored
 
 
-def evaluate(raw: dict[str, np.ndarray], labels: dict[str, np.ndarray], protocol: Protocol,
-             bootstrap_samples: int = BOOTSTRAP_SAMPLES) -> dict[str, Any]:
+def evaluate(
+    raw: dict[str, np.ndarray],
+    labels: dict[str, np.ndarray],
+    protocol: Protocol,
+    bootstrap_samples: int = BOOTSTRAP_SAMPLES,
+) -> dict[str, Any]:
     """Every metric of raw per-frame scores (NaN = no clip landed) under ``protocol``.
 
     Args:
@@ -130,13 +147,19 @@ def evaluate(raw: dict[str, np.ndarray], labels: dict[str, np.ndarray], protocol
     """
     if not raw:
         raise DatasetError("no videos to evaluate; the score file holds none")
-    if isinstance(bootstrap_samples, bool) or not isinstance(bootstrap_samples, (int, np.integer)) or bootstrap_samples < 0:
+    if (
+        isinstance(bootstrap_samples, bool)
+        or not isinstance(bootstrap_samples, (int, np.integer))
+        or bootstrap_samples < 0
+    ):
         raise ConfigError(f"bootstrap_samples must be an integer >= 0 (0: no interval), got {bootstrap_samples!r}")
     for v, given in labels.items():
         label = np.asarray(given)
         if label.ndim != 1 or label.dtype.kind not in "biuf" or not np.isin(label, (0, 1)).all():
-            raise DatasetError(f"video {v}: labels must be a 1-D array of 0 (normal) and 1 (anomalous), got "
-                               f"{label.dtype} {label.shape} holding {np.unique(label)[:5].tolist()}")
+            raise DatasetError(
+                f"video {v}: labels must be a 1-D array of 0 (normal) and 1 (anomalous), got "
+                f"{label.dtype} {label.shape} holding {np.unique(label)[:5].tolist()}"
+            )
     labels = {v: np.asarray(label).astype(np.uint8) for v, label in labels.items()}
     scores, scored = apply_protocol(raw, labels, protocol)
     unnormalised, _ = apply_protocol(raw, labels, replace(protocol, normalisation="none"))

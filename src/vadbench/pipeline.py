@@ -16,8 +16,9 @@ from vadbench.logs import get_logger
 log = get_logger("pipeline")
 
 
-def prepare_store(tracking_uri: str, experiment_pattern: str, datasets: list[str], artifact_root: str | Path,
-                  out_path: str | Path) -> dict[str, str]:
+def prepare_store(
+    tracking_uri: str, experiment_pattern: str, datasets: list[str], artifact_root: str | Path, out_path: str | Path
+) -> dict[str, str]:
     """Create the MLflow store and one experiment per dataset before any job logs to it; write
     ``out_path`` with the store (credentials redacted) and experiment name -> id."""
     from vadbench.tracking import experiment_name, init_store, redact_uri
@@ -71,23 +72,54 @@ def train_run(
     stage = run.get("stage")
     prior = checkpoint_meta(checkpoint_path, run, arrays_dir, index_path, flow_dir).get("mlflow_run_id")
     name = f"{run['variant']}-seed{run['seed']}" + (f"-{stage}" if stage else "")
-    tags = {"dataset": run["dataset"], "variant": run["variant"], "seed": str(run["seed"]), "preset": run["preset_name"]}
+    tags = {
+        "dataset": run["dataset"],
+        "variant": run["variant"],
+        "seed": str(run["seed"]),
+        "preset": run["preset_name"],
+    }
     if stage:
         tags["stage"] = stage
     sample = system_metrics_on(system_metrics, run.get("preset", {}).get("device", "auto"))
-    with tracked(RunLogger, tracking_uri, experiment, run_id=prior, run_name=name, tags=tags,
-                 system_metrics=sample, system_metrics_interval=system_metrics_interval) as tracker:
-        train_model(run, arrays_dir, index_path, model_path, checkpoint_path, tracker=tracker, threads=threads,
-                    meta={"mlflow_run_id": tracker.run_id}, flow_dir=flow_dir, init_from=streams or None)
+    with tracked(
+        RunLogger,
+        tracking_uri,
+        experiment,
+        run_id=prior,
+        run_name=name,
+        tags=tags,
+        system_metrics=sample,
+        system_metrics_interval=system_metrics_interval,
+    ) as tracker:
+        train_model(
+            run,
+            arrays_dir,
+            index_path,
+            model_path,
+            checkpoint_path,
+            tracker=tracker,
+            threads=threads,
+            meta={"mlflow_run_id": tracker.run_id},
+            flow_dir=flow_dir,
+            init_from=streams or None,
+        )
         log_memory_items(model_path, tracker)
         info = {"mlflow_run_id": tracker.run_id, "tracking_uri": redact_uri(tracking_uri), "experiment": experiment}
         if streams:
-            info["stage1_mlflow_run_ids"] = [read_json(p.with_suffix(".json"))["mlflow_run_id"] for p in streams.values()]
+            info["stage1_mlflow_run_ids"] = [
+                read_json(p.with_suffix(".json"))["mlflow_run_id"] for p in streams.values()
+            ]
         write_json(run_info_path, info)
 
 
-def promote_stream(run: dict[str, Any], streams: dict[str, Path], model_path: str | Path, run_info_path: str | Path,
-                   tracking_uri: str, experiment: str) -> None:
+def promote_stream(
+    run: dict[str, Any],
+    streams: dict[str, Path],
+    model_path: str | Path,
+    run_info_path: str | Path,
+    tracking_uri: str,
+    experiment: str,
+) -> None:
     """Make a trained stage-1 stream this variant's model, with no training (``ammc_appearance``:
     AMMC-Net's appearance stream alone, the very stream that its two-stream model starts from,
     so the two rows differ by stage 2 only). The model keeps the stream's weights, data
@@ -100,13 +132,23 @@ def promote_stream(run: dict[str, Any], streams: dict[str, Path], model_path: st
     from vadbench.tracking import RunLogger, redact_uri, tracked
     from vadbench.training import load_saved
 
-    (name, path), = streams.items()
+    ((name, path),) = streams.items()
     state = load_saved(path, what=f"{name} stream model")
     config = {**state["config"], "variant": run["variant"], "streams_from": state["config"]["variant"]}
     source = read_json(path.with_suffix(".json"))["mlflow_run_id"]
-    with tracked(RunLogger, tracking_uri, experiment, run_name=f"{run['variant']}-seed{run['seed']}",
-                 tags={"dataset": run["dataset"], "variant": run["variant"], "seed": str(run["seed"]),
-                       "preset": run["preset_name"], "stage1_mlflow_run_id": source}) as tracker:
+    with tracked(
+        RunLogger,
+        tracking_uri,
+        experiment,
+        run_name=f"{run['variant']}-seed{run['seed']}",
+        tags={
+            "dataset": run["dataset"],
+            "variant": run["variant"],
+            "seed": str(run["seed"]),
+            "preset": run["preset_name"],
+            "stage1_mlflow_run_id": source,
+        },
+    ) as tracker:
         from vadbench.config import flat_params
 
         tracker.log_params(flat_params(config))
@@ -114,8 +156,10 @@ def promote_stream(run: dict[str, Any], streams: dict[str, Path], model_path: st
             tracker.log_metrics({f"train_{k}": v for k, v in record.items() if k != "epoch"}, step=record["epoch"])
         with atomic_path(model_path) as tmp:
             torch.save({**state, "config": config, "meta": {"mlflow_run_id": tracker.run_id}}, tmp)
-        write_json(run_info_path, {"mlflow_run_id": tracker.run_id, "tracking_uri": redact_uri(tracking_uri),
-                                   "experiment": experiment})
+        write_json(
+            run_info_path,
+            {"mlflow_run_id": tracker.run_id, "tracking_uri": redact_uri(tracking_uri), "experiment": experiment},
+        )
     log.info("%s is the %s stream of %s (%s), unchanged", model_path, name, config["streams_from"], path)
 
 
@@ -136,7 +180,9 @@ def log_memory_items(model_path: str | Path, tracker) -> None:
         tracker.log_artifact(path)
 
 
-def evaluate_run(scores_path: str | Path, run_info_path: str | Path, out_path: str | Path, tracking_uri: str) -> dict[str, Any]:
+def evaluate_run(
+    scores_path: str | Path, run_info_path: str | Path, out_path: str | Path, tracking_uri: str
+) -> dict[str, Any]:
     """Compute every metric of one seed, write them as JSON and to the seed's MLflow run."""
     from vadbench.aggregate import SUMMARISED
     from vadbench.metrics import evaluate
@@ -153,8 +199,9 @@ def evaluate_run(scores_path: str | Path, run_info_path: str | Path, out_path: s
         write_json(out_path, result)
         metrics = {k: result[k] for k in SUMMARISED if result[k] is not None}
         if result["micro_auc_ci95"] and result["micro_auc_ci95"]["low"] is not None:
-            metrics.update(micro_auc_ci95_low=result["micro_auc_ci95"]["low"],
-                           micro_auc_ci95_high=result["micro_auc_ci95"]["high"])
+            metrics.update(
+                micro_auc_ci95_low=result["micro_auc_ci95"]["low"], micro_auc_ci95_high=result["micro_auc_ci95"]["high"]
+            )
         metrics["frames_scored"] = result["frames_scored"]
         tracker.log_metrics(metrics)
         tracker.set_tags({f"protocol.{k}": v for k, v in result["protocol"].items()})
@@ -162,13 +209,26 @@ def evaluate_run(scores_path: str | Path, run_info_path: str | Path, out_path: s
     ci = result["micro_auc_ci95"] or {}
     interval = f"{ci['low']:.4f}-{ci['high']:.4f}" if ci.get("low") is not None else "n/a"
     macro = f"{result['macro_auc']:.4f}" if result["macro_auc"] is not None else "n/a"
-    log.info("micro AUC %.4f (95%% CI %s over videos; raw %.4f), macro AUC %s, EER %.4f, AUPR %.4f",
-             result["micro_auc"], interval, result["micro_auc_raw"], macro, result["eer"], result["aupr"])
+    log.info(
+        "micro AUC %.4f (95%% CI %s over videos; raw %.4f), macro AUC %s, EER %.4f, AUPR %.4f",
+        result["micro_auc"],
+        interval,
+        result["micro_auc_raw"],
+        macro,
+        result["eer"],
+        result["aupr"],
+    )
     return result
 
 
-def plots_run(scores_path: str | Path, auc_path: str | Path, run_info_path: str | Path, out_dir: str | Path,
-              tracking_uri: str, title: str = "") -> list[Path]:
+def plots_run(
+    scores_path: str | Path,
+    auc_path: str | Path,
+    run_info_path: str | Path,
+    out_dir: str | Path,
+    tracking_uri: str,
+    title: str = "",
+) -> list[Path]:
     """Draw one seed's per-video score curves and ROC into ``out_dir`` and attach them to its MLflow run."""
     from vadbench.fileio import atomic_path
     from vadbench.plots import plot_seed
@@ -187,8 +247,16 @@ def plots_run(scores_path: str | Path, auc_path: str | Path, run_info_path: str 
     return written
 
 
-def aggregate_run(auc_paths: list[str | Path], seeds: list[int], run: dict[str, Any], out_path: str | Path,
-                  table_path: str | Path, tracking_uri: str, experiment: str, repo_dir: str | Path = ".") -> dict[str, Any]:
+def aggregate_run(
+    auc_paths: list[str | Path],
+    seeds: list[int],
+    run: dict[str, Any],
+    out_path: str | Path,
+    table_path: str | Path,
+    tracking_uri: str,
+    experiment: str,
+    repo_dir: str | Path = ".",
+) -> dict[str, Any]:
     """Write ``results/{dataset}_{variant}_auc.json`` and its per-seed table, and log the
     parent MLflow run that holds the mean and std with the seed runs nested under it."""
     from vadbench.aggregate import aggregate_seeds, git_commit, seed_table
@@ -196,8 +264,9 @@ def aggregate_run(auc_paths: list[str | Path], seeds: list[int], run: dict[str, 
     from vadbench.training import versions
 
     result = aggregate_seeds(auc_paths, seeds, run, versions(), git_commit(repo_dir))
-    with tracked(parent_run, tracking_uri, experiment, run["dataset"], run["variant"], run["preset_name"],
-                 list(seeds)) as parent:
+    with tracked(
+        parent_run, tracking_uri, experiment, run["dataset"], run["variant"], run["preset_name"], list(seeds)
+    ) as parent:
         result["mlflow_parent_run_id"] = parent.run_id
         write_json(out_path, result)
         write_csv(table_path, seed_table(result))
@@ -207,7 +276,10 @@ def aggregate_run(auc_paths: list[str | Path], seeds: list[int], run: dict[str, 
                 metrics.update({f"{key}_mean": stat["mean"], f"{key}_std": stat["std"]})
         parent.log_metrics(metrics)
         parent.set_tags({f"protocol.{k}": v for k, v in result["protocol"].items()})
-        nest_runs(parent, [i for r in result["per_seed"] for i in [r.get("mlflow_run_id"), *r.get("stage1_mlflow_run_ids", [])] if i])
+        nest_runs(
+            parent,
+            [i for r in result["per_seed"] for i in [r.get("mlflow_run_id"), *r.get("stage1_mlflow_run_ids", [])] if i],
+        )
         parent.log_artifact(out_path)
         parent.log_artifact(table_path)
     return result

@@ -28,14 +28,21 @@ def intervals(mask: np.ndarray) -> list[tuple[int, int]]:
     return [(int(a), int(b) - 1) for a, b in zip(edges[::2], edges[1::2])]
 
 
-def plot_video(name: str, scores: np.ndarray, scored: np.ndarray, label: np.ndarray, auc: float | None,
-               path: Path) -> None:
+def plot_video(
+    name: str, scores: np.ndarray, scored: np.ndarray, label: np.ndarray, auc: float | None, path: Path
+) -> None:
     """Score curve of one video with its anomalous frames shaded."""
     fig, ax = plt.subplots(figsize=(8, 2.6), dpi=100)
     frames = np.arange(len(scores))
     for i, (start, end) in enumerate(intervals(label == 1)):
-        ax.axvspan(start - 0.5, end + 0.5, color="tab:red", alpha=0.2, lw=0,
-                   label="anomalous (ground truth)" if i == 0 else None)
+        ax.axvspan(
+            start - 0.5,
+            end + 0.5,
+            color="tab:red",
+            alpha=0.2,
+            lw=0,
+            label="anomalous (ground truth)" if i == 0 else None,
+        )
     for i, (start, end) in enumerate(intervals(~scored)):
         ax.axvspan(start - 0.5, end + 0.5, color="0.85", lw=0, label="not scored" if i == 0 else None)
     ax.plot(frames, scores, color="tab:blue", lw=1.2, label="anomaly score")

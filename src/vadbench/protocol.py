@@ -44,15 +44,28 @@ NAMED: dict[str, dict[str, Any]] = {
     # MNAD, Evaluate.py: the predicted (last) frame is scored, the first t_length-1 frames of every
     # video never are; the score alpha*PSNR_n + (1-alpha)*(1-D_n) is already normalised per video;
     # the test-time memory is carried across videos in processing order (never reset)
-    "mnad": {"scored_frame": "last", "edges": "drop", "normalisation": "none", "smoothing_sigma": 0.0,
-             "alpha": 0.6, "update_threshold": 0.01, "reset_memory_per_video": False},
+    "mnad": {
+        "scored_frame": "last",
+        "edges": "drop",
+        "normalisation": "none",
+        "smoothing_sigma": 0.0,
+        "alpha": 0.6,
+        "update_threshold": 0.01,
+        "reset_memory_per_video": False,
+    },
     # AMMC-Net, test_helper.py + eval_metric.py: the predicted (last) frame is scored, the first
     # t_length-1 frames never are; S = (1-lambda)*PSNR_n + lambda*(1-commit_n), normalised per
     # video and then over all videos, then 2-tap smoothed (vadbench.scoring.ammc_errors). The paper's (lambda, mu) per dataset
     # were tuned on the test labels; these defaults were fixed before any test score was seen
     # (equal weights of the two normalised terms, no smoothing, as every other protocol here).
-    "ammc": {"scored_frame": "last", "edges": "drop", "normalisation": "none", "smoothing_sigma": 0.0,
-             "commit_weight": 0.5, "smoothing_mu": 1.0},
+    "ammc": {
+        "scored_frame": "last",
+        "edges": "drop",
+        "normalisation": "none",
+        "smoothing_sigma": 0.0,
+        "commit_weight": 0.5,
+        "smoothing_mu": 1.0,
+    },
 }
 
 
@@ -97,8 +110,10 @@ class Protocol:
         if not _is_int(self.clip_length) or self.clip_length < 1:
             raise ConfigError(f"protocol.clip_length must be an integer >= 1, got {self.clip_length!r}")
         if not _is_real(self.smoothing_sigma) or not 0 <= self.smoothing_sigma <= MAX_SMOOTHING_SIGMA:
-            raise ConfigError(f"protocol.smoothing_sigma must be a number of frames in 0..{MAX_SMOOTHING_SIGMA} "
-                              f"(0 = off), got {self.smoothing_sigma!r}")
+            raise ConfigError(
+                f"protocol.smoothing_sigma must be a number of frames in 0..{MAX_SMOOTHING_SIGMA} "
+                f"(0 = off), got {self.smoothing_sigma!r}"
+            )
         for key in ("alpha", "update_threshold"):
             value = getattr(self, key)
             if value is not None and (not _is_real(value) or not math.isfinite(value)):
@@ -106,10 +121,13 @@ class Protocol:
         for key, low_open in (("commit_weight", False), ("smoothing_mu", True)):
             value = getattr(self, key)
             if value is not None and (not _is_real(value) or not (0 < value <= 1 if low_open else 0 <= value <= 1)):
-                raise ConfigError(f"protocol.{key} must be a number in {'(0, 1]' if low_open else '[0, 1]'} or null, "
-                                  f"got {value!r}")
+                raise ConfigError(
+                    f"protocol.{key} must be a number in {'(0, 1]' if low_open else '[0, 1]'} or null, got {value!r}"
+                )
         if not isinstance(self.reset_memory_per_video, bool):
-            raise ConfigError(f"protocol.reset_memory_per_video must be true or false, got {self.reset_memory_per_video!r}")
+            raise ConfigError(
+                f"protocol.reset_memory_per_video must be true or false, got {self.reset_memory_per_video!r}"
+            )
         if not isinstance(self.name, str):
             raise ConfigError(f"protocol.name must be a string, got {self.name!r}")
 
@@ -147,12 +165,16 @@ class Protocol:
         known = {f.name for f in fields(cls)}
         unknown = sorted(str(k) for k in set(data) - known - {"scored_frame_index"})
         if unknown:
-            raise ConfigError(f"unknown protocol key(s) {', '.join(unknown)}; known keys: "
-                              f"{', '.join(sorted(known | {'scored_frame_index'}))}")
+            raise ConfigError(
+                f"unknown protocol key(s) {', '.join(unknown)}; known keys: "
+                f"{', '.join(sorted(known | {'scored_frame_index'}))}"
+            )
         protocol = cls(**{k: v for k, v in data.items() if k != "scored_frame_index"})
         if "scored_frame_index" in data and data["scored_frame_index"] != protocol.offset:
-            raise ConfigError(f"protocol scored_frame_index = {data['scored_frame_index']!r}, but scored_frame "
-                              f"{protocol.scored_frame!r} of {protocol.clip_length} frames is index {protocol.offset}")
+            raise ConfigError(
+                f"protocol scored_frame_index = {data['scored_frame_index']!r}, but scored_frame "
+                f"{protocol.scored_frame!r} of {protocol.clip_length} frames is index {protocol.offset}"
+            )
         return protocol
 
     def apply(self, raw: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

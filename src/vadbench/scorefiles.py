@@ -121,8 +121,10 @@ def load_arrays(path: str | Path) -> np.ndarray | dict[str, np.ndarray]:
                 with archive.open(member) as fp:
                     total += _array_bytes(fp, f"{path}[{member.filename[:-4]}]", member.file_size)
             if total > MAX_FILE_BYTES:
-                raise DatasetError(f"{path}: its arrays hold {_size(total)}, above the {_size(MAX_FILE_BYTES)} "
-                                   "limit; check that this is the right file")
+                raise DatasetError(
+                    f"{path}: its arrays hold {_size(total)}, above the {_size(MAX_FILE_BYTES)} "
+                    "limit; check that this is the right file"
+                )
         with np.load(path, allow_pickle=False) as data:
             return {key: data[key] for key in data.files}
     except _READ_ERRORS as err:
@@ -156,13 +158,22 @@ def load_mat(path: str | Path, variable: str, expected: str) -> np.ndarray:
         return scipy.io.loadmat(path, variable_names=[variable])[variable]
     except NotImplementedError:
         raise v73 from None
-    except (scipy.io.matlab.MatReadError, ValueError, OSError, EOFError, KeyError, TypeError, IndexError,
-            zlib.error) as err:
+    except (
+        scipy.io.matlab.MatReadError,
+        ValueError,
+        OSError,
+        EOFError,
+        KeyError,
+        TypeError,
+        IndexError,
+        zlib.error,
+    ) as err:
         raise DatasetError(f"{path}: cannot read variable {variable!r} ({err!r}); expected {expected}") from None
 
 
-def read_scores(path: str | Path) -> tuple[dict[str, np.ndarray] | np.ndarray, dict[str, np.ndarray] | None,
-                                           Protocol | None]:
+def read_scores(
+    path: str | Path,
+) -> tuple[dict[str, np.ndarray] | np.ndarray, dict[str, np.ndarray] | None, Protocol | None]:
     """``(scores, labels or None, protocol or None)``; scores is a flat array for a ``.npy``.
 
     Raises:
@@ -185,14 +196,16 @@ def read_scores(path: str | Path) -> tuple[dict[str, np.ndarray] | np.ndarray, d
     elif path.suffix == ".csv":
         scores = _read_csv(path)
     else:
-        raise DatasetError(f"{path}: unknown score file type {path.suffix!r}; use .npz, .npy or .csv "
-                           "(see vadbench evaluate -h)")
+        raise DatasetError(
+            f"{path}: unknown score file type {path.suffix!r}; use .npz, .npy or .csv (see vadbench evaluate -h)"
+        )
     _check_finite(path, scores)
     return scores, labels, protocol
 
 
-def _vadbench_scores(path: Path, arrays: dict[str, np.ndarray]) -> tuple[dict[str, np.ndarray],
-                                                                         dict[str, np.ndarray], Protocol]:
+def _vadbench_scores(
+    path: Path, arrays: dict[str, np.ndarray]
+) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], Protocol]:
     """Scores, labels and protocol of a ``score`` rule ``.npz``, each checked."""
     videos = arrays["videos"]
     if videos.ndim != 1 or videos.dtype.kind not in "US":
@@ -204,18 +217,24 @@ def _vadbench_scores(path: Path, arrays: dict[str, np.ndarray]) -> tuple[dict[st
             raise ValueError(f"a JSON {type(record).__name__}, not an object")
         protocol = Protocol.from_dict(record)
     except (ValueError, ConfigError) as err:
-        raise DatasetError(f"{path}[protocol]: not a valid protocol record ({err}); rescore with the score rule, "
-                           "or pass per-video scores with --labels and --protocol") from None
+        raise DatasetError(
+            f"{path}[protocol]: not a valid protocol record ({err}); rescore with the score rule, "
+            "or pass per-video scores with --labels and --protocol"
+        ) from None
     missing = [k for v in videos for k in (f"raw/{v}", f"label/{v}") if k not in arrays]
     if missing:
-        raise DatasetError(f"{path}: lists video(s) whose arrays are missing: {', '.join(missing[:5])}; "
-                           "the file is incomplete, rescore it")
+        raise DatasetError(
+            f"{path}: lists video(s) whose arrays are missing: {', '.join(missing[:5])}; "
+            "the file is incomplete, rescore it"
+        )
     scores = {v: _vector(arrays[f"raw/{v}"], f"{path}[raw/{v}]") for v in videos}
     labels = {v: _labels_vector(arrays[f"label/{v}"], f"{path}[label/{v}]") for v in videos}
     for v in videos:
         if len(scores[v]) != len(labels[v]):
-            raise DatasetError(f"{path}: video {v} has {len(scores[v])} scores but {len(labels[v])} labels; "
-                               "the file is inconsistent, rescore it")
+            raise DatasetError(
+                f"{path}: video {v} has {len(scores[v])} scores but {len(labels[v])} labels; "
+                "the file is inconsistent, rescore it"
+            )
     return scores, labels, protocol
 
 
@@ -230,11 +249,15 @@ def _check_finite(path: Path, scores: dict[str, np.ndarray] | np.ndarray) -> Non
                 "(e.g. with the largest finite score)"
             )
         if len(s) and not np.isnan(s).all() and not np.isfinite(np.nanmax(s) - np.nanmin(s)):
-            raise DatasetError(f"{path}: video {video}'s scores span {np.nanmin(s):.3g}..{np.nanmax(s):.3g}, too wide "
-                               "for float64 normalisation; rescale them (e.g. divide by their largest magnitude)")
+            raise DatasetError(
+                f"{path}: video {video}'s scores span {np.nanmin(s):.3g}..{np.nanmax(s):.3g}, too wide "
+                "for float64 normalisation; rescale them (e.g. divide by their largest magnitude)"
+            )
     if all(np.isnan(s).all() for _, s in items):
-        raise DatasetError(f"{path}: every score is NaN, so no frame is scored (NaN marks a frame the method did "
-                           "not score); check that this file holds the method's scores")
+        raise DatasetError(
+            f"{path}: every score is NaN, so no frame is scored (NaN marks a frame the method did "
+            "not score); check that this file holds the method's scores"
+        )
 
 
 def _one_dim(array: np.ndarray) -> np.ndarray:
@@ -246,8 +269,10 @@ def _one_dim(array: np.ndarray) -> np.ndarray:
 def _vector(array: np.ndarray, what: str) -> np.ndarray:
     array = _one_dim(array)
     if array.ndim != 1 or array.dtype.kind not in "biuf":
-        raise DatasetError(f"{what}: expected a 1-D numeric array of per-frame scores, got shape {array.shape} "
-                           f"and dtype {array.dtype}; {_RESAVE}")
+        raise DatasetError(
+            f"{what}: expected a 1-D numeric array of per-frame scores, got shape {array.shape} "
+            f"and dtype {array.dtype}; {_RESAVE}"
+        )
     return array.astype(np.float64)
 
 
@@ -259,19 +284,24 @@ def _read_csv(path: Path) -> dict[str, np.ndarray]:
             reader = csv.DictReader(f)
             missing = {"video", "frame", "score"} - set(reader.fieldnames or [])
             if missing:
-                raise DatasetError(f"{path}: the header must name video, frame and score columns "
-                                   f"(missing {sorted(missing)}); e.g. 'video,frame,score' then '01,0,0.37'")
+                raise DatasetError(
+                    f"{path}: the header must name video, frame and score columns "
+                    f"(missing {sorted(missing)}); e.g. 'video,frame,score' then '01,0,0.37'"
+                )
             for line, row in enumerate(reader, 2):
                 _read_csv_row(path, line, row, rows)
     except (OSError, UnicodeDecodeError, csv.Error) as err:
-        raise DatasetError(f"{path}: cannot read this CSV ({err}); save it as UTF-8 text with "
-                           "video,frame,score columns") from None
+        raise DatasetError(
+            f"{path}: cannot read this CSV ({err}); save it as UTF-8 text with video,frame,score columns"
+        ) from None
     if not rows:
         raise DatasetError(f"{path}: no score rows after the header; expected one 'video,frame,score' row per frame")
     total = sum(max(frames) + 1 for frames in rows.values())
     if total > MAX_FRAMES_TOTAL:
-        raise DatasetError(f"{path}: its videos span {total} frames, above the {MAX_FRAMES_TOTAL} vadbench "
-                           "evaluates at once; check the frame column")
+        raise DatasetError(
+            f"{path}: its videos span {total} frames, above the {MAX_FRAMES_TOTAL} vadbench "
+            "evaluates at once; check the frame column"
+        )
     out = {}
     for video, frames in rows.items():
         scores = np.full(max(frames) + 1, np.nan)
@@ -284,15 +314,19 @@ def _read_csv_row(path: Path, line: int, row: dict, rows: dict[str, dict[int, fl
     """Check one CSV row and add it to ``rows`` (video -> frame -> score)."""
     video, frame, score = row["video"], row["frame"], row["score"]
     if None in row or frame is None or score is None:
-        raise DatasetError(f"{path}:{line}: this row has a different number of fields than the header ({row}); "
-                           "every row needs one value per header column")
+        raise DatasetError(
+            f"{path}:{line}: this row has a different number of fields than the header ({row}); "
+            "every row needs one value per header column"
+        )
     try:
         frame, score = int(frame), float(score) if score.strip() else np.nan
     except ValueError:
         raise DatasetError(f"{path}:{line}: frame must be an integer and score a number, got {row}") from None
     if not 0 <= frame < MAX_FRAMES_PER_VIDEO:
-        raise DatasetError(f"{path}:{line}: frame {frame} of video {video!r} is outside 0..{MAX_FRAMES_PER_VIDEO - 1}; "
-                           "frames are 0-based indices within each video")
+        raise DatasetError(
+            f"{path}:{line}: frame {frame} of video {video!r} is outside 0..{MAX_FRAMES_PER_VIDEO - 1}; "
+            "frames are 0-based indices within each video"
+        )
     frames = rows.setdefault(video, {})
     if frame in frames:
         raise DatasetError(f"{path}:{line}: video {video!r} frame {frame} is listed twice; keep one row per frame")
@@ -321,8 +355,10 @@ def read_labels(path: str | Path, lengths: dict[str, int] | None = None) -> dict
             return read_labels(path / "labels.npz")
         masks = sorted(path.glob("*.npy"))
         if not masks:
-            raise DatasetError(f"{path}: a label folder must hold labels.npz (vadbench) or <video>.npy frame masks "
-                               "(ShanghaiTech test_frame_mask/)")
+            raise DatasetError(
+                f"{path}: a label folder must hold labels.npz (vadbench) or <video>.npy frame masks "
+                "(ShanghaiTech test_frame_mask/)"
+            )
         return {m.stem: _labels_vector(load_arrays(m), m) for m in masks}
     ordered = _ordered_lengths(lengths)
     if path.suffix == ".npz":
@@ -343,10 +379,14 @@ def read_labels(path: str | Path, lengths: dict[str, int] | None = None) -> dict
         ranges = parse_gt_m(path)
         if len(ranges) != len(ordered):
             raise DatasetError(f"{path}: {len(ranges)} gt_frame lines but the scores hold {len(ordered)} videos")
-        return {f"{i + 1:03d}": ranges_to_label(video_ranges, n, path, f"video {i + 1}")
-                for i, (video_ranges, (_, n)) in enumerate(zip(ranges, ordered))}
-    raise DatasetError(f"{path}: unknown label file type; use a Liu .mat, a UCSD .m, a test_frame_mask/ folder, "
-                       "labels.npz or a concatenated .npy")
+        return {
+            f"{i + 1:03d}": ranges_to_label(video_ranges, n, path, f"video {i + 1}")
+            for i, (video_ranges, (_, n)) in enumerate(zip(ranges, ordered))
+        }
+    raise DatasetError(
+        f"{path}: unknown label file type; use a Liu .mat, a UCSD .m, a test_frame_mask/ folder, "
+        "labels.npz or a concatenated .npy"
+    )
 
 
 def _ordered_lengths(lengths: dict[str, int] | None) -> list[tuple[str, int]] | None:
@@ -359,12 +399,16 @@ def _ordered_lengths(lengths: dict[str, int] | None) -> list[tuple[str, int]] | 
 def _labels_vector(array: np.ndarray, where: Any) -> np.ndarray:
     array = _one_dim(array)
     if array.ndim != 1 or array.dtype.kind not in "biuf":
-        raise DatasetError(f"{where}: expected a 1-D array of 0/1 frame labels, got shape {array.shape} and dtype "
-                           f"{array.dtype}; save one 0/1 entry per frame")
+        raise DatasetError(
+            f"{where}: expected a 1-D array of 0/1 frame labels, got shape {array.shape} and dtype "
+            f"{array.dtype}; save one 0/1 entry per frame"
+        )
     if not np.isin(array, (0, 1)).all():
         found = np.unique(array[~np.isin(array, (0, 1))])[:5].tolist()
-        raise DatasetError(f"{where}: frame labels must be 0 (normal) or 1 (anomalous), found {found}; "
-                           "binarise the labels (e.g. labels > 0) before evaluating")
+        raise DatasetError(
+            f"{where}: frame labels must be 0 (normal) or 1 (anomalous), found {found}; "
+            "binarise the labels (e.g. labels > 0) before evaluating"
+        )
     return array.astype(np.uint8)
 
 
@@ -381,8 +425,9 @@ def split_flat(flat: np.ndarray, lengths: list[tuple[str, int]], what: str) -> d
     return dict(zip([v for v, _ in lengths], np.split(flat, cuts)))
 
 
-def match_videos(scores: dict[str, np.ndarray], labels: dict[str, np.ndarray],
-                 where: str = "") -> dict[str, np.ndarray]:
+def match_videos(
+    scores: dict[str, np.ndarray], labels: dict[str, np.ndarray], where: str = ""
+) -> dict[str, np.ndarray]:
     """``labels`` re-keyed to the score file's video names (exact names, else by their numbers).
 
     ``where`` (the two files) prefixes every error message.
@@ -393,24 +438,30 @@ def match_videos(scores: dict[str, np.ndarray], labels: dict[str, np.ndarray],
     by_number: dict[tuple[int, ...], str] = {}
     for v in labels:
         if _numbers(v) in by_number:
-            raise DatasetError(f"{where}label videos {by_number[_numbers(v)]!r} and {v!r} have the same number, so "
-                               "score videos cannot be matched to them; rename one")
+            raise DatasetError(
+                f"{where}label videos {by_number[_numbers(v)]!r} and {v!r} have the same number, so "
+                "score videos cannot be matched to them; rename one"
+            )
         by_number[_numbers(v)] = v
     out, used = {}, {}
     for v in scores:
         key = _numbers(v)
         if not key or key not in by_number:
-            raise DatasetError(f"{where}score video {v!r} has no label; score videos {sorted(scores)}, "
-                               f"label videos {sorted(labels)}. Name the videos alike (or by the same numbers)")
+            raise DatasetError(
+                f"{where}score video {v!r} has no label; score videos {sorted(scores)}, "
+                f"label videos {sorted(labels)}. Name the videos alike (or by the same numbers)"
+            )
         if key in used:
-            raise DatasetError(f"{where}score videos {used[key]!r} and {v!r} both match label video "
-                               f"{by_number[key]!r}; rename one")
+            raise DatasetError(
+                f"{where}score videos {used[key]!r} and {v!r} both match label video {by_number[key]!r}; rename one"
+            )
         used[key] = v
         out[v] = labels[by_number[key]]
     extra = sorted(set(labels) - {by_number[k] for k in used})
     if extra:
-        raise DatasetError(f"{where}label videos {extra} have no scores; score every test video "
-                           f"(score videos {sorted(scores)})")
+        raise DatasetError(
+            f"{where}label videos {extra} have no scores; score every test video (score videos {sorted(scores)})"
+        )
     return out
 
 
@@ -419,12 +470,15 @@ def _check_both_classes(labels: dict[str, np.ndarray], where: str | Path) -> Non
     anomalous = sum(int(label.sum()) for label in labels.values())
     total = sum(len(label) for label in labels.values())
     if anomalous in (0, total):
-        raise DatasetError(f"{where}: all {total} frames are labelled {'anomalous' if anomalous else 'normal'}; an AUC "
-                           "needs both classes. Check that this is the test split's label file")
+        raise DatasetError(
+            f"{where}: all {total} frames are labelled {'anomalous' if anomalous else 'normal'}; an AUC "
+            "needs both classes. Check that this is the test split's label file"
+        )
 
 
-def load_pair(scores_path: str | Path, labels_path: str | Path | None) -> tuple[dict[str, np.ndarray],
-                                                                              dict[str, np.ndarray], Protocol | None]:
+def load_pair(
+    scores_path: str | Path, labels_path: str | Path | None
+) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], Protocol | None]:
     """Scores and labels keyed by the same videos, and the protocol a vadbench score file records.
 
     Raises:
@@ -440,8 +494,10 @@ def load_pair(scores_path: str | Path, labels_path: str | Path | None) -> tuple[
     if isinstance(scores, np.ndarray):  # flat scores: the labels give the videos
         labels = read_labels(labels_path)
         if isinstance(labels, np.ndarray):
-            raise DatasetError(f"{scores_path}: flat scores need per-video labels (a mask folder or labels.npz) to be "
-                               f"split into videos, but {labels_path} is flat too")
+            raise DatasetError(
+                f"{scores_path}: flat scores need per-video labels (a mask folder or labels.npz) to be "
+                f"split into videos, but {labels_path} is flat too"
+            )
         _check_both_classes(labels, labels_path)
         ordered = _ordered_lengths({v: len(label) for v, label in labels.items()})
         return split_flat(scores, ordered, str(scores_path)), labels, protocol
@@ -453,6 +509,8 @@ def load_pair(scores_path: str | Path, labels_path: str | Path | None) -> tuple[
     labels = match_videos(scores, labels, f"{scores_path} vs {labels_path}")
     for v, s in scores.items():
         if len(s) != len(labels[v]):
-            raise DatasetError(f"{scores_path}: video {v} has {len(s)} scores but {labels_path} gives it "
-                               f"{len(labels[v])} labels; score every frame (NaN for frames not scored)")
+            raise DatasetError(
+                f"{scores_path}: video {v} has {len(s)} scores but {labels_path} gives it "
+                f"{len(labels[v])} labels; score every frame (NaN for frames not scored)"
+            )
     return scores, labels, protocol

@@ -51,8 +51,9 @@ def clip_errors(model: torch.nn.Module, loader: ClipLoader, device: torch.device
 
 
 @torch.no_grad()
-def mnad_clip_scores(model: torch.nn.Module, loader: ClipLoader, protocol: Protocol,
-                     device: torch.device) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+def mnad_clip_scores(
+    model: torch.nn.Module, loader: ClipLoader, protocol: Protocol, device: torch.device
+) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """MNAD's test procedure (Evaluate.py), one clip at a time in video order.
 
     Per clip: PSNR of the predicted frame and the compactness distance D of its queries to their
@@ -90,13 +91,19 @@ def mnad_clip_scores(model: torch.nn.Module, loader: ClipLoader, protocol: Proto
         normality = protocol.alpha * minmax(psnr[mine]) + (1 - protocol.alpha) * (1 - minmax(distance[mine]))
         errors[mine] = 1 - normality
         extra[f"psnr/{name}"], extra[f"distance/{name}"] = psnr[mine], distance[mine]
-    log.info("MNAD test: %d of %d frames updated the memory (threshold %g, reset per video %s)", updates,
-             len(index), protocol.update_threshold, protocol.reset_memory_per_video)
+    log.info(
+        "MNAD test: %d of %d frames updated the memory (threshold %g, reset per video %s)",
+        updates,
+        len(index),
+        protocol.update_threshold,
+        protocol.reset_memory_per_video,
+    )
     return errors, extra
 
 
-def ammc_errors(psnr: dict[str, np.ndarray], commit: dict[str, np.ndarray], commit_weight: float,
-                smoothing_mu: float) -> dict[str, np.ndarray]:
+def ammc_errors(
+    psnr: dict[str, np.ndarray], commit: dict[str, np.ndarray], commit_weight: float, smoothing_mu: float
+) -> dict[str, np.ndarray]:
     """AMMC-Net's score (eval_metric.py) as an anomaly-positive error per scored frame of each video.
 
     Args:
@@ -121,7 +128,7 @@ def ammc_errors(psnr: dict[str, np.ndarray], commit: dict[str, np.ndarray], comm
         per_video = {v: minmax(np.asarray(values[v], dtype=np.float64)) for v in videos}
         joined = minmax(np.concatenate([per_video[v] for v in videos]))
         bounds = np.cumsum([0] + [len(per_video[v]) for v in videos])
-        terms[name] = {v: joined[bounds[i]:bounds[i + 1]] for i, v in enumerate(videos)}
+        terms[name] = {v: joined[bounds[i] : bounds[i + 1]] for i, v in enumerate(videos)}
     errors = {}
     for v in videos:
         normality = (1 - commit_weight) * terms["psnr"][v] + commit_weight * (1 - terms["commit"][v])
@@ -132,8 +139,9 @@ def ammc_errors(psnr: dict[str, np.ndarray], commit: dict[str, np.ndarray], comm
 
 
 @torch.no_grad()
-def ammc_clip_scores(model: torch.nn.Module, loader: ClipLoader, protocol: Protocol,
-                     device: torch.device) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+def ammc_clip_scores(
+    model: torch.nn.Module, loader: ClipLoader, protocol: Protocol, device: torch.device
+) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """AMMC-Net's test procedure: PSNR and commit of every clip (``model.test_terms``), combined
     by :func:`ammc_errors` under the protocol's ``commit_weight`` and ``smoothing_mu``.
 
@@ -142,7 +150,9 @@ def ammc_clip_scores(model: torch.nn.Module, loader: ClipLoader, protocol: Proto
         that a score file can be recombined under other weights without the model.
     """
     if protocol.commit_weight is None or protocol.smoothing_mu is None:
-        raise ValueError("an AMMC-Net model needs protocol.commit_weight and protocol.smoothing_mu (protocol name: ammc)")
+        raise ValueError(
+            "an AMMC-Net model needs protocol.commit_weight and protocol.smoothing_mu (protocol name: ammc)"
+        )
     model.eval()
     index = loader.index
     psnr, commit = np.empty(len(index)), np.empty(len(index))
@@ -151,8 +161,12 @@ def ammc_clip_scores(model: torch.nn.Module, loader: ClipLoader, protocol: Proto
         psnr[ids] = terms["psnr"].double().cpu().numpy()
         commit[ids] = terms["commit"].double().cpu().numpy()
     mine = {name: index.video_ids == vid for vid, name in enumerate(index.videos)}
-    per_video = ammc_errors({v: psnr[m] for v, m in mine.items()}, {v: commit[m] for v, m in mine.items()},
-                            protocol.commit_weight, protocol.smoothing_mu)
+    per_video = ammc_errors(
+        {v: psnr[m] for v, m in mine.items()},
+        {v: commit[m] for v, m in mine.items()},
+        protocol.commit_weight,
+        protocol.smoothing_mu,
+    )
     errors = np.empty(len(index))
     extra: dict[str, np.ndarray] = {}
     for name, m in mine.items():
@@ -161,8 +175,9 @@ def ammc_clip_scores(model: torch.nn.Module, loader: ClipLoader, protocol: Proto
     return errors, extra
 
 
-def recombine_ammc(scores: dict[str, np.ndarray], path: str | Path, commit_weight: float,
-                   smoothing_mu: float) -> dict[str, np.ndarray]:
+def recombine_ammc(
+    scores: dict[str, np.ndarray], path: str | Path, commit_weight: float, smoothing_mu: float
+) -> dict[str, np.ndarray]:
     """Raw per-frame scores of an AMMC-Net score file under other (lambda, mu), from the PSNR and
     commit terms it keeps (``psnr/v``, ``commit/v``): ``vadbench evaluate --commit-weight``.
 
@@ -178,8 +193,10 @@ def recombine_ammc(scores: dict[str, np.ndarray], path: str | Path, commit_weigh
     with np.load(path, allow_pickle=False) as data:
         missing = [v for v in scores if f"psnr/{v}" not in data.files or f"commit/{v}" not in data.files]
         if missing:
-            raise DatasetError(f"{path}: no AMMC-Net PSNR and commit terms for video(s) {', '.join(missing[:5])}; "
-                               "--commit-weight and --smoothing-mu recombine only an AMMC-Net score file")
+            raise DatasetError(
+                f"{path}: no AMMC-Net PSNR and commit terms for video(s) {', '.join(missing[:5])}; "
+                "--commit-weight and --smoothing-mu recombine only an AMMC-Net score file"
+            )
         psnr = {v: np.asarray(data[f"psnr/{v}"], dtype=np.float64) for v in scores}
         commit = {v: np.asarray(data[f"commit/{v}"], dtype=np.float64) for v in scores}
     errors = ammc_errors(psnr, commit, commit_weight, smoothing_mu)
@@ -187,7 +204,9 @@ def recombine_ammc(scores: dict[str, np.ndarray], path: str | Path, commit_weigh
     for v, raw in scores.items():
         scored = ~np.isnan(raw)
         if scored.sum() != len(errors[v]):
-            raise DatasetError(f"{path}: video {v} has {scored.sum()} scored frames but {len(errors[v])} AMMC-Net terms")
+            raise DatasetError(
+                f"{path}: video {v} has {scored.sum()} scored frames but {len(errors[v])} AMMC-Net terms"
+            )
         out[v] = np.full(len(raw), np.nan)
         out[v][scored] = errors[v]
     return out
@@ -215,12 +234,23 @@ def score_videos(
     from vadbench.devices import job_device
 
     with job_device() as device:
-        return _score_on(device, model_path, arrays_dir, index_path, labels_path, protocol, out_path, batch_size, threads,
-                         flow_dir)
+        return _score_on(
+            device, model_path, arrays_dir, index_path, labels_path, protocol, out_path, batch_size, threads, flow_dir
+        )
 
 
-def _score_on(device: torch.device, model_path, arrays_dir, index_path, labels_path, protocol: Protocol, out_path,
-              batch_size: int, threads: int, flow_dir) -> dict[str, Any]:
+def _score_on(
+    device: torch.device,
+    model_path,
+    arrays_dir,
+    index_path,
+    labels_path,
+    protocol: Protocol,
+    out_path,
+    batch_size: int,
+    threads: int,
+    flow_dir,
+) -> dict[str, Any]:
     from vadbench.training import flow_input, load_trained
 
     torch.set_num_threads(threads)
@@ -228,14 +258,18 @@ def _score_on(device: torch.device, model_path, arrays_dir, index_path, labels_p
     model, run = load_trained(model_path, device, arrays_dir=arrays_dir, index_path=index_path, flow_dir=flow_dir)
     flow = flow_input(model, flow_dir, run["preset"])
     if run["preset"]["clip_length"] != protocol.clip_length:
-        raise ValueError(f"model trained on {run['preset']['clip_length']}-frame clips, protocol says {protocol.clip_length}")
+        raise ValueError(
+            f"model trained on {run['preset']['clip_length']}-frame clips, protocol says {protocol.clip_length}"
+        )
     index = load_index(index_path, "test")
     arrays: dict[str, Any] = {"videos": np.array(index.videos), "protocol": json.dumps(protocol.to_dict())}
     if hasattr(model, "test_frame"):
         errors, extra = mnad_clip_scores(model, ClipLoader(arrays_dir, "test", index, 1), protocol, device)
         arrays.update(extra)
     elif hasattr(model, "test_terms"):
-        errors, extra = ammc_clip_scores(model, ClipLoader(arrays_dir, "test", index, batch_size, flow=flow), protocol, device)
+        errors, extra = ammc_clip_scores(
+            model, ClipLoader(arrays_dir, "test", index, batch_size, flow=flow), protocol, device
+        )
         arrays.update(extra)
     else:
         errors = clip_errors(model, ClipLoader(arrays_dir, "test", index, batch_size), device)

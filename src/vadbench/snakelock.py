@@ -65,8 +65,11 @@ def recover_stale_locks(workdir: str | Path = ".", register: bool = True) -> lis
         for lock in locks:
             lock.unlink(missing_ok=True)
             removed.append(lock)
-        print(f"vadbench: removed a stale Snakemake lock left by a killed run ({owners} on this host, no longer "
-              "running); outputs it left incomplete are rerun (rerun-incomplete in profiles/default)", file=sys.stderr)
+        print(
+            f"vadbench: removed a stale Snakemake lock left by a killed run ({owners} on this host, no longer "
+            "running); outputs it left incomplete are rerun (rerun-incomplete in profiles/default)",
+            file=sys.stderr,
+        )
     for path in dead:
         path.unlink(missing_ok=True)
     if register:

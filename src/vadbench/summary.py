@@ -14,8 +14,20 @@ import yaml
 from vadbench.errors import ConfigError
 from vadbench.fileio import atomic_path, read_json, write_csv
 
-COLUMNS = ("dataset", "variant", "preset", "seeds", "micro_auc", "macro_auc", "eer", "aupr", "paper_auc",
-           "gap", "paper_source", "protocol")
+COLUMNS = (
+    "dataset",
+    "variant",
+    "preset",
+    "seeds",
+    "micro_auc",
+    "macro_auc",
+    "eer",
+    "aupr",
+    "paper_auc",
+    "gap",
+    "paper_source",
+    "protocol",
+)
 
 
 def load_papers(path: str | Path) -> dict[str, dict[str, dict[str, Any]]]:
@@ -45,41 +57,61 @@ def summary_rows(result_paths: list[str | Path], papers: dict[str, Any]) -> list
         paper = papers.get(r["dataset"], {}).get(r["variant"])
         ours = r["micro_auc"]["mean"]
         gap = "" if paper is None or ours is None else f"{ours * 100 - paper['auc']:+.1f}"
-        rows.append({
-            "dataset": r["dataset"],
-            "variant": r["variant"],
-            "preset": r["preset"]["name"],
-            "seeds": " ".join(str(s) for s in r["seeds"]),
-            "micro_auc": _pm(r["micro_auc"]),
-            "macro_auc": _pm(r["macro_auc"]),
-            "eer": _pm(r.get("eer")),
-            "aupr": _pm(r.get("aupr")),
-            "paper_auc": "" if paper is None else f"{paper['auc']:.1f}" + ("" if paper.get("verified", True) else "*"),
-            "gap": gap,
-            "paper_source": "" if paper is None else paper["source"],
-            "protocol": _protocol_text(r["protocol"]),
-        })
+        rows.append(
+            {
+                "dataset": r["dataset"],
+                "variant": r["variant"],
+                "preset": r["preset"]["name"],
+                "seeds": " ".join(str(s) for s in r["seeds"]),
+                "micro_auc": _pm(r["micro_auc"]),
+                "macro_auc": _pm(r["macro_auc"]),
+                "eer": _pm(r.get("eer")),
+                "aupr": _pm(r.get("aupr")),
+                "paper_auc": ""
+                if paper is None
+                else f"{paper['auc']:.1f}" + ("" if paper.get("verified", True) else "*"),
+                "gap": gap,
+                "paper_source": "" if paper is None else paper["source"],
+                "protocol": _protocol_text(r["protocol"]),
+            }
+        )
     return rows
 
 
 def _protocol_text(p: dict[str, Any]) -> str:
     smoothing = f", smoothing sigma {p['smoothing_sigma']}" if p.get("smoothing_sigma") else ""
-    return (f"{p['name']}: frame {p['scored_frame_index']} of {p['clip_length']}, edges {p['edges']}, "
-            f"{p['normalisation']}{smoothing}")
+    return (
+        f"{p['name']}: frame {p['scored_frame_index']} of {p['clip_length']}, edges {p['edges']}, "
+        f"{p['normalisation']}{smoothing}"
+    )
 
 
 #: Markdown columns: row key -> header.
-MARKDOWN = {"dataset": "dataset", "variant": "variant", "preset": "preset", "seeds": "seeds", "micro_auc": "micro AUC %",
-            "macro_auc": "macro AUC %", "eer": "EER %", "aupr": "AUPR %", "paper_auc": "paper AUC %", "gap": "gap",
-            "protocol": "protocol"}
+MARKDOWN = {
+    "dataset": "dataset",
+    "variant": "variant",
+    "preset": "preset",
+    "seeds": "seeds",
+    "micro_auc": "micro AUC %",
+    "macro_auc": "macro AUC %",
+    "eer": "EER %",
+    "aupr": "AUPR %",
+    "paper_auc": "paper AUC %",
+    "gap": "gap",
+    "protocol": "protocol",
+}
 
 
 def to_markdown(rows: list[dict[str, str]]) -> str:
-    lines = ["# vadbench summary", "",
-             "Mean +/- sample std over seeds. Micro AUC is the headline (all scored frames of all test videos "
-             "in one ROC); macro AUC averages the videos that hold both classes. Gap = ours - paper, in points.",
-             "",
-             "| " + " | ".join(MARKDOWN.values()) + " |", "|" + "---|" * len(MARKDOWN)]
+    lines = [
+        "# vadbench summary",
+        "",
+        "Mean +/- sample std over seeds. Micro AUC is the headline (all scored frames of all test videos "
+        "in one ROC); macro AUC averages the videos that hold both classes. Gap = ours - paper, in points.",
+        "",
+        "| " + " | ".join(MARKDOWN.values()) + " |",
+        "|" + "---|" * len(MARKDOWN),
+    ]
     lines += ["| " + " | ".join(row[k] for k in MARKDOWN) + " |" for row in rows]
     sources = sorted({(row["dataset"], row["variant"], row["paper_source"]) for row in rows if row["paper_source"]})
     if sources:
@@ -88,12 +120,24 @@ def to_markdown(rows: list[dict[str, str]]) -> str:
     return "\n".join(lines) + "\n"
 
 
-BRIEF = {"dataset": "dataset", "variant": "variant", "seeds": "seeds", "micro_auc": "micro AUC %",
-         "macro_auc": "macro AUC %", "paper_auc": "paper %", "gap": "gap"}
+BRIEF = {
+    "dataset": "dataset",
+    "variant": "variant",
+    "seeds": "seeds",
+    "micro_auc": "micro AUC %",
+    "macro_auc": "macro AUC %",
+    "paper_auc": "paper %",
+    "gap": "gap",
+}
 
 
-def write_summary(result_paths: list[str | Path], papers_path: str | Path, md_path: str | Path,
-                  csv_path: str | Path, brief_path: str | Path) -> list[dict[str, str]]:
+def write_summary(
+    result_paths: list[str | Path],
+    papers_path: str | Path,
+    md_path: str | Path,
+    csv_path: str | Path,
+    brief_path: str | Path,
+) -> list[dict[str, str]]:
     """Write the summary as Markdown, as full CSV and as the narrow CSV the report's front page shows."""
     rows = summary_rows(result_paths, load_papers(papers_path))
     write_csv(csv_path, [{k: row[k] for k in COLUMNS} for row in rows])

@@ -87,7 +87,7 @@ def sqlite_path(uri: str) -> Path | None:
     starts with ``sqlite:////``), or None for any other store."""
     if not uri.startswith("sqlite:///"):
         return None
-    path = uri[len("sqlite:///"):].split("?", 1)[0]
+    path = uri[len("sqlite:///") :].split("?", 1)[0]
     return Path(path) if path and path != ":memory:" else None
 
 
@@ -105,9 +105,13 @@ def store_lock(uri: str, timeout_s: float = STORE_LOCK_TIMEOUT_S) -> Iterator[No
     from vadbench.errors import ConfigError
     from vadbench.fileio import open_lock_file
 
-    fd = open_lock_file(lock, lambda symlink: ConfigError(
-        f"MLflow store lock {lock} is {'a symbolic link' if symlink else 'not a regular file of yours'}; remove it "
-        "and rerun"))
+    fd = open_lock_file(
+        lock,
+        lambda symlink: ConfigError(
+            f"MLflow store lock {lock} is {'a symbolic link' if symlink else 'not a regular file of yours'}; remove it "
+            "and rerun"
+        ),
+    )
     try:
         deadline = time.monotonic() + timeout_s
         while True:
@@ -116,8 +120,10 @@ def store_lock(uri: str, timeout_s: float = STORE_LOCK_TIMEOUT_S) -> Iterator[No
                 break
             except BlockingIOError:
                 if time.monotonic() > deadline:
-                    raise TimeoutError(f"{lock}: another process has held this MLflow store lock for over "
-                                       f"{timeout_s:.0f} s; if no vadbench job is running, remove the file") from None
+                    raise TimeoutError(
+                        f"{lock}: another process has held this MLflow store lock for over "
+                        f"{timeout_s:.0f} s; if no vadbench job is running, remove the file"
+                    ) from None
                 time.sleep(0.05)
         yield
     finally:
@@ -197,8 +203,10 @@ def init_store(uri: str, experiments: list[str], artifact_root: str | Path) -> d
     Safe to run from several processes at once (see :func:`store_lock`)."""
     client = _client(uri)
     root = Path(artifact_root).resolve()
-    return {name: experiment_id(client, name, None if uri.startswith("http") else (root / name).as_uri())
-            for name in experiments}
+    return {
+        name: experiment_id(client, name, None if uri.startswith("http") else (root / name).as_uri())
+        for name in experiments
+    }
 
 
 def job_tags() -> dict[str, str]:
@@ -281,9 +289,16 @@ class RunLogger:
 
     _monitor = None  # the system-metrics sampler, when one runs
 
-    def __init__(self, uri: str, experiment: str, run_id: str | None = None, run_name: str | None = None,
-                 tags: dict[str, str] | None = None, system_metrics: bool = False,
-                 system_metrics_interval: float = 10.0) -> None:
+    def __init__(
+        self,
+        uri: str,
+        experiment: str,
+        run_id: str | None = None,
+        run_name: str | None = None,
+        tags: dict[str, str] | None = None,
+        system_metrics: bool = False,
+        system_metrics_interval: float = 10.0,
+    ) -> None:
         from mlflow.exceptions import MlflowException
 
         self.client = _client(uri)
@@ -294,19 +309,22 @@ class RunLogger:
             except MlflowException as err:
                 # the store changed (another MLFLOW_TRACKING_URI, a deleted run): the result files
                 # stay the source of truth, so log to a new run instead of failing the job
-                log.warning("MLflow run %s is not in %s (%s); logging to a new run", run_id, redact_uri(uri),
-                            err.error_code)
+                log.warning(
+                    "MLflow run %s is not in %s (%s); logging to a new run", run_id, redact_uri(uri), err.error_code
+                )
                 tags = {**(tags or {}), "vadbench.replaces_run": run_id}
                 self.run_id = None
             else:
                 self.set_tags(job_tags())
         if self.run_id is None:
-            run = self.client.create_run(experiment_id(self.client, experiment), run_name=run_name,
-                                         tags={**(tags or {}), **job_tags()})
+            run = self.client.create_run(
+                experiment_id(self.client, experiment), run_name=run_name, tags={**(tags or {}), **job_tags()}
+            )
             self.run_id = run.info.run_id
         if system_metrics:
-            self._monitor = _start_system_metrics(uri, self.run_id, system_metrics_interval,
-                                                  resume=self.run_id == run_id)
+            self._monitor = _start_system_metrics(
+                uri, self.run_id, system_metrics_interval, resume=self.run_id == run_id
+            )
 
     def _safe(self, what: str, fn, *args: Any, **kwargs: Any) -> None:
         try:
@@ -328,8 +346,13 @@ class RunLogger:
 
         now = time.time()
         batch = [Metric(k, float(v), int(now * 1000), step or 0) for k, v in metrics.items()]
-        self._safe("log_metrics", self.client.log_batch, self.run_id, metrics=batch,
-                   tags=[RunTag(HEARTBEAT_TAG, str(int(now)))])
+        self._safe(
+            "log_metrics",
+            self.client.log_batch,
+            self.run_id,
+            metrics=batch,
+            tags=[RunTag(HEARTBEAT_TAG, str(int(now)))],
+        )
 
     def set_tags(self, tags: dict[str, str]) -> None:
         from mlflow.entities import RunTag
@@ -425,14 +448,22 @@ def clean_runs(uri: str, stale_after_h: float = 24.0, dry_run: bool = False) -> 
     host, now = socket.gethostname(), time.time()
     done = []
     for exp in _pages(client.search_experiments):
-        for run in _pages(client.search_runs, experiment_ids=[exp.experiment_id],
-                          filter_string="attributes.status = 'RUNNING'"):
+        for run in _pages(
+            client.search_runs, experiment_ids=[exp.experiment_id], filter_string="attributes.status = 'RUNNING'"
+        ):
             orphan, reason = orphan_reason(run, host, now, stale_after_h * 3600)
             if orphan and not dry_run:
                 client.set_tag(run.info.run_id, "vadbench.cleaned", f"marked KILLED by vadbench runs --clean: {reason}")
                 client.set_terminated(run.info.run_id, "KILLED")
-            done.append({"run_id": run.info.run_id, "experiment": exp.name, "name": run.info.run_name,
-                         "orphan": orphan, "reason": reason})
+            done.append(
+                {
+                    "run_id": run.info.run_id,
+                    "experiment": exp.name,
+                    "name": run.info.run_name,
+                    "orphan": orphan,
+                    "reason": reason,
+                }
+            )
     return done
 
 
@@ -444,8 +475,10 @@ def filter_literal(value: str) -> str:
     value, so a value with a single quote is double-quoted, and one with both quote kinds or a
     backslash is refused."""
     if "\\" in value or ("'" in value and '"' in value):
-        raise ValueError(f"cannot search MLflow for {value!r}: it holds a backslash or both quote characters; "
-                         "rename it (dataset, variant and preset names should be plain words)")
+        raise ValueError(
+            f"cannot search MLflow for {value!r}: it holds a backslash or both quote characters; "
+            "rename it (dataset, variant and preset names should be plain words)"
+        )
     return f'"{value}"' if "'" in value else f"'{value}'"
 
 
@@ -457,15 +490,20 @@ def parent_run(uri: str, experiment: str, dataset: str, variant: str, preset: st
     """
     client = _client(uri)
     seeds_tag = ",".join(str(s) for s in seeds)
-    query = (f"tags.`{PARENT_TAG}` = 'parent' and tags.dataset = {filter_literal(dataset)} "
-             f"and tags.variant = {filter_literal(variant)} and tags.preset = {filter_literal(preset)} "
-             f"and tags.seeds = {filter_literal(seeds_tag)}")
+    query = (
+        f"tags.`{PARENT_TAG}` = 'parent' and tags.dataset = {filter_literal(dataset)} "
+        f"and tags.variant = {filter_literal(variant)} and tags.preset = {filter_literal(preset)} "
+        f"and tags.seeds = {filter_literal(seeds_tag)}"
+    )
     existing = client.search_runs([experiment_id(client, experiment)], filter_string=query, max_results=1)
     if existing:
         return RunLogger(uri, experiment, run_id=existing[0].info.run_id)
-    return RunLogger(uri, experiment, run_name=f"{variant} (seeds {seeds_tag})",
-                     tags={PARENT_TAG: "parent", "dataset": dataset, "variant": variant, "preset": preset,
-                           "seeds": seeds_tag})
+    return RunLogger(
+        uri,
+        experiment,
+        run_name=f"{variant} (seeds {seeds_tag})",
+        tags={PARENT_TAG: "parent", "dataset": dataset, "variant": variant, "preset": preset, "seeds": seeds_tag},
+    )
 
 
 def nest_runs(parent: "RunLogger", child_ids: list[str]) -> None:

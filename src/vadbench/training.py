@@ -84,12 +84,15 @@ def make_optimizers(model: torch.nn.Module, preset: dict[str, Any]) -> dict[str,
     (``"model"``) over all parameters."""
     if not hasattr(model, "parameter_groups"):
         return {"model": make_optimizer(model.parameters(), preset)}
-    return {name: make_optimizer(group["params"], preset, group.get("lr_scale", 1.0))
-            for name, group in model.parameter_groups().items()}
+    return {
+        name: make_optimizer(group["params"], preset, group.get("lr_scale", 1.0))
+        for name, group in model.parameter_groups().items()
+    }
 
 
-def training_step(model: torch.nn.Module, clips: Any, optimizers: dict[str, torch.optim.Optimizer],
-                  autocast) -> dict[str, float]:
+def training_step(
+    model: torch.nn.Module, clips: Any, optimizers: dict[str, torch.optim.Optimizer], autocast
+) -> dict[str, float]:
     """One optimisation step on a batch; returns the loss terms as floats (``"loss"`` among them).
 
     A model with its own step (``training_step``: a GAN updates two networks in turn) owns it;
@@ -150,9 +153,13 @@ def job_lock(checkpoint_path: str | Path) -> Iterator[Path]:
     checkpoint_path = Path(checkpoint_path)
     lock_path = checkpoint_path.with_name(f"{checkpoint_path.name}.lock")
     lock_path.parent.mkdir(parents=True, exist_ok=True)
-    fd = open_lock_file(lock_path, lambda symlink: DatasetError(
-        f"{lock_path} is {'a symbolic link' if symlink else 'not a regular file of yours'}, not a lock file vadbench "
-        "made; remove it and rerun."))
+    fd = open_lock_file(
+        lock_path,
+        lambda symlink: DatasetError(
+            f"{lock_path} is {'a symbolic link' if symlink else 'not a regular file of yours'}, not a lock file vadbench "
+            "made; remove it and rerun."
+        ),
+    )
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -237,13 +244,17 @@ def _config_changes(old: dict[str, Any], new: dict[str, Any], limit: int = 6) ->
     from vadbench.config import flat_params
 
     a, b = flat_params(old), flat_params(new)
-    changed = [f"{k} {a.get(k, '<unset>')} -> {b.get(k, '<unset>')}"
-               for k in sorted(a.keys() | b.keys()) if a.get(k) != b.get(k)]
+    changed = [
+        f"{k} {a.get(k, '<unset>')} -> {b.get(k, '<unset>')}"
+        for k in sorted(a.keys() | b.keys())
+        if a.get(k) != b.get(k)
+    ]
     return ", ".join(changed[:limit]) + (f" and {len(changed) - limit} more" if len(changed) > limit else "")
 
 
-def resume_mode(saved: dict[str, Any] | None, run: dict[str, Any],
-                fingerprint: dict[str, Any] | None) -> tuple[str | None, str]:
+def resume_mode(
+    saved: dict[str, Any] | None, run: dict[str, Any], fingerprint: dict[str, Any] | None
+) -> tuple[str | None, str]:
     """How a checkpoint whose state is ``saved`` can serve ``run`` on the data of ``fingerprint``.
 
     Returns ``(mode, why)``. ``"same"``: identical run config and data, continue after its last
@@ -258,8 +269,10 @@ def resume_mode(saved: dict[str, Any] | None, run: dict[str, Any],
         if not old_fp:
             return None, "it records no data fingerprint (written by an older vadbench), so its data is unknown"
         if old_fp.get("digest") != fingerprint["digest"]:
-            return None, (f"it was trained on other data: {describe(old_fp)}, this job's is {describe(fingerprint)} "
-                          f"({difference(old_fp, fingerprint)})")
+            return None, (
+                f"it was trained on other data: {describe(old_fp)}, this job's is {describe(fingerprint)} "
+                f"({difference(old_fp, fingerprint)})"
+            )
     old = saved["config"]
     if old == run:
         return "same", ""
@@ -267,9 +280,15 @@ def resume_mode(saved: dict[str, Any] | None, run: dict[str, Any],
     shorter = {**old, "preset": {**old_preset, "epochs": new_preset["epochs"]}}
     if shorter == run:
         if new_preset.get("lr_schedule", "constant") != "constant":
-            return None, f"preset.epochs changed under lr_schedule {new_preset['lr_schedule']}, so it is no prefix of this run"
+            return (
+                None,
+                f"preset.epochs changed under lr_schedule {new_preset['lr_schedule']}, so it is no prefix of this run",
+            )
         if saved.get("epoch", -1) + 1 > new_preset["epochs"]:
-            return None, f"it was trained for {saved['epoch'] + 1} epochs, more than the {new_preset['epochs']} asked for"
+            return (
+                None,
+                f"it was trained for {saved['epoch'] + 1} epochs, more than the {new_preset['epochs']} asked for",
+            )
         return "extend", ""
     return None, f"it was written for another run config ({_config_changes(old, run)})"
 
@@ -325,13 +344,34 @@ def train_model(
     from vadbench.devices import job_device
 
     with job_lock(checkpoint_path), job_device(run["preset"].get("device", "auto")) as device:
-        return _train_on(device, run, arrays_dir, index_path, model_path, checkpoint_path, tracker, threads, meta,
-                         flow_dir, init_from or {})
+        return _train_on(
+            device,
+            run,
+            arrays_dir,
+            index_path,
+            model_path,
+            checkpoint_path,
+            tracker,
+            threads,
+            meta,
+            flow_dir,
+            init_from or {},
+        )
 
 
-def _train_on(device: torch.device, run: dict[str, Any], arrays_dir: str | Path, index_path: str | Path,
-              model_path: str | Path, checkpoint_path: str | Path, tracker, threads: int,
-              meta: dict[str, Any] | None, flow_dir: str | Path | None, init_from: dict[str, str | Path]) -> dict[str, Any]:
+def _train_on(
+    device: torch.device,
+    run: dict[str, Any],
+    arrays_dir: str | Path,
+    index_path: str | Path,
+    model_path: str | Path,
+    checkpoint_path: str | Path,
+    tracker,
+    threads: int,
+    meta: dict[str, Any] | None,
+    flow_dir: str | Path | None,
+    init_from: dict[str, str | Path],
+) -> dict[str, Any]:
     preset = run["preset"]
     fingerprint = data_fingerprint(arrays_dir, index_path, flow_dir=flow_dir)
     log.info("training data: %s", describe(fingerprint))
@@ -365,32 +405,60 @@ def _train_on(device: torch.device, run: dict[str, Any], arrays_dir: str | Path,
                     schedulers[name].load_state_dict(saved)
             history, start_epoch = state["history"], state["epoch"] + 1
             partial = state.get("partial")
-            log.info("%s %s after epoch %d%s", "resuming from" if mode == "same" else "extending", checkpoint_path,
-                     start_epoch, f" and batch {partial['next_batch']} of epoch {partial['epoch'] + 1}" if partial else "")
+            log.info(
+                "%s %s after epoch %d%s",
+                "resuming from" if mode == "same" else "extending",
+                checkpoint_path,
+                start_epoch,
+                f" and batch {partial['next_batch']} of epoch {partial['epoch'] + 1}" if partial else "",
+            )
     if mode is None and init_from:
         log.info("starting from %s", ", ".join(f"{name} {path}" for name, path in init_from.items()))
-        model.load_streams(**{f"{name}_state": _trained_part(path, name, arrays_dir, index_path, flow_dir, device)
-                              for name, path in init_from.items()})
+        model.load_streams(
+            **{
+                f"{name}_state": _trained_part(path, name, arrays_dir, index_path, flow_dir, device)
+                for name, path in init_from.items()
+            }
+        )
     if tracker is not None and mode != "same":
         from vadbench.config import flat_params
 
         tracker.log_params(flat_params(run))
-        tracker.set_tags({"device": str(device), "threads": threads, **{f"version.{k}": v for k, v in versions().items()}})
+        tracker.set_tags(
+            {"device": str(device), "threads": threads, **{f"version.{k}": v for k, v in versions().items()}}
+        )
         for record in history:  # an extended run gets a new MLflow run: give it the earlier epochs too
             tracker.log_metrics({f"train_{k}": v for k, v in record.items() if k != "epoch"}, step=record["epoch"])
     epochs = preset["epochs"]
-    log.info("training %s%s on %s: %d clips/epoch, %d epochs, device %s, %d threads", run["variant"],
-             f" ({run['stage']})" if run.get("stage") else "", run["dataset"], len(loader.index), epochs, device, threads)
+    log.info(
+        "training %s%s on %s: %d clips/epoch, %d epochs, device %s, %d threads",
+        run["variant"],
+        f" ({run['stage']})" if run.get("stage") else "",
+        run["dataset"],
+        len(loader.index),
+        epochs,
+        device,
+        threads,
+    )
     began = time.monotonic()
     partial = state.get("partial") if mode is not None else None
     autocast = _autocast(device, preset.get("amp", "none"))
 
     def save_checkpoint(last_epoch: int, **extra: Any) -> None:
-        _save(checkpoint_path, {"state_dict": model.state_dict(),
-                                "optimizer": {name: o.state_dict() for name, o in optimizers.items()},
-                                "scheduler": {name: c.state_dict() if c is not None else None for name, c in schedulers.items()},
-                                "epoch": last_epoch, "history": history, "config": run, "meta": meta or {},
-                                "fingerprint": fingerprint, **extra})
+        _save(
+            checkpoint_path,
+            {
+                "state_dict": model.state_dict(),
+                "optimizer": {name: o.state_dict() for name, o in optimizers.items()},
+                "scheduler": {name: c.state_dict() if c is not None else None for name, c in schedulers.items()},
+                "epoch": last_epoch,
+                "history": history,
+                "config": run,
+                "meta": meta or {},
+                "fingerprint": fingerprint,
+                **extra,
+            },
+        )
 
     with sigterm_flag() as flag:
         for epoch in range(start_epoch, epochs):
@@ -410,7 +478,9 @@ def _train_on(device: torch.device, run: dict[str, Any], arrays_dir: str | Path,
                 seen += len(clips)
                 seen_here += len(clips)
                 if flag["stop"]:
-                    save_checkpoint(epoch - 1, partial={"epoch": epoch, "next_batch": b + 1, "sums": sums, "seen": seen})
+                    save_checkpoint(
+                        epoch - 1, partial={"epoch": epoch, "next_batch": b + 1, "sums": sums, "seen": seen}
+                    )
                     raise Preempted(checkpoint_path, flag["signal"])
             record = {k: v / seen for k, v in sums.items()}
             record["epoch"] = epoch
@@ -428,13 +498,28 @@ def _train_on(device: torch.device, run: dict[str, Any], arrays_dir: str | Path,
             elapsed = time.monotonic() - began
             done = epoch + 1 - start_epoch
             eta = elapsed / done * (epochs - epoch - 1)
-            log.info("epoch %d/%d loss %.5f %s| %.0f clips/s | elapsed %s | ETA %s",
-                     epoch + 1, epochs, record["loss"],
-                     "".join(f"{k} {v:.5f} " for k, v in record.items() if k not in ("loss", "epoch", "clips_per_s", "lr")),
-                     record["clips_per_s"], _fmt_seconds(elapsed), _fmt_seconds(eta))
+            log.info(
+                "epoch %d/%d loss %.5f %s| %.0f clips/s | elapsed %s | ETA %s",
+                epoch + 1,
+                epochs,
+                record["loss"],
+                "".join(f"{k} {v:.5f} " for k, v in record.items() if k not in ("loss", "epoch", "clips_per_s", "lr")),
+                record["clips_per_s"],
+                _fmt_seconds(elapsed),
+                _fmt_seconds(eta),
+            )
     model_state = {k: v.cpu() for k, v in model.state_dict().items()}
-    _save(Path(model_path), {"state_dict": model_state, "config": run, "history": history,
-                             "versions": versions(), "meta": meta or {}, "fingerprint": fingerprint})
+    _save(
+        Path(model_path),
+        {
+            "state_dict": model_state,
+            "config": run,
+            "history": history,
+            "versions": versions(),
+            "meta": meta or {},
+            "fingerprint": fingerprint,
+        },
+    )
     return {"history": history}
 
 
@@ -448,35 +533,55 @@ def flow_input(model: torch.nn.Module, flow_dir: str | Path | None, preset: dict
     if not getattr(model, "uses_flow", False):
         return None
     if flow_dir is None or "flow" not in preset:
-        raise ConfigError(f"model {type(model).__name__} reads optical flow: its preset needs a `flow` section "
-                          "(method, normalisation, max_displacement) and the job the flow rule's output")
+        raise ConfigError(
+            f"model {type(model).__name__} reads optical flow: its preset needs a `flow` section "
+            "(method, normalisation, max_displacement) and the job the flow rule's output"
+        )
     return FlowInput(Path(flow_dir), preset["flow"]["normalisation"], preset["flow"].get("max_displacement", 1.0))
 
 
-def _trained_part(path: str | Path, name: str, arrays_dir: str | Path, index_path: str | Path,
-                  flow_dir: str | Path | None, device: torch.device) -> dict[str, torch.Tensor]:
+def _trained_part(
+    path: str | Path,
+    name: str,
+    arrays_dir: str | Path,
+    index_path: str | Path,
+    flow_dir: str | Path | None,
+    device: torch.device,
+) -> dict[str, torch.Tensor]:
     """The weights of a trained part (a stage-1 stream), refused if it was trained on other data."""
     state = load_saved(path, device, what=f"{name} model")
     require_same_data(path, state.get("fingerprint"), arrays_dir, index_path, flow_dir)
     return state["state_dict"]
 
 
-def checkpoint_meta(checkpoint_path: str | Path, run: dict[str, Any], arrays_dir: str | Path | None = None,
-                    index_path: str | Path | None = None, flow_dir: str | Path | None = None) -> dict[str, Any]:
+def checkpoint_meta(
+    checkpoint_path: str | Path,
+    run: dict[str, Any],
+    arrays_dir: str | Path | None = None,
+    index_path: str | Path | None = None,
+    flow_dir: str | Path | None = None,
+) -> dict[str, Any]:
     """The ``meta`` of a checkpoint that a rerun of ``run`` would resume from, else ``{}``; given
     ``arrays_dir`` and ``index_path`` (and ``flow_dir``), only if it was also trained on that data."""
     path = Path(checkpoint_path)
     if not path.exists():
         return {}
-    fingerprint = (data_fingerprint(arrays_dir, index_path, flow_dir=flow_dir)
-                   if arrays_dir is not None and index_path is not None else None)
+    fingerprint = (
+        data_fingerprint(arrays_dir, index_path, flow_dir=flow_dir)
+        if arrays_dir is not None and index_path is not None
+        else None
+    )
     state = load_saved(path)
     return state.get("meta", {}) if resume_mode(state, run, fingerprint)[0] == "same" else {}
 
 
-def load_trained(model_path: str | Path, device: torch.device = torch.device("cpu"), arrays_dir: str | Path | None = None,
-                 index_path: str | Path | None = None, flow_dir: str | Path | None = None
-                 ) -> tuple[torch.nn.Module, dict[str, Any]]:
+def load_trained(
+    model_path: str | Path,
+    device: torch.device = torch.device("cpu"),
+    arrays_dir: str | Path | None = None,
+    index_path: str | Path | None = None,
+    flow_dir: str | Path | None = None,
+) -> tuple[torch.nn.Module, dict[str, Any]]:
     """Rebuild a model from ``model.pt`` on ``device`` (a job's from :func:`vadbench.devices.job_device`);
     returns ``(model in eval mode, run config)``.
 
@@ -493,18 +598,27 @@ def load_trained(model_path: str | Path, device: torch.device = torch.device("cp
     return model, run
 
 
-def require_same_data(model_path: str | Path, saved: dict[str, Any] | None, arrays_dir: str | Path,
-                      index_path: str | Path, flow_dir: str | Path | None = None) -> None:
+def require_same_data(
+    model_path: str | Path,
+    saved: dict[str, Any] | None,
+    arrays_dir: str | Path,
+    index_path: str | Path,
+    flow_dir: str | Path | None = None,
+) -> None:
     """Raise :class:`DatasetError` unless the fingerprint ``saved`` in ``model_path`` is that of
     ``arrays_dir`` with ``index_path`` (and ``flow_dir``)."""
     current = data_fingerprint(arrays_dir, index_path, flow_dir=flow_dir)
     if saved and saved.get("digest") == current["digest"]:
         return
-    fix = (f"Retrain on these arrays: delete {model_path} or run `snakemake --forcerun train`; its checkpoint "
-           "is not reused for other data.")
+    fix = (
+        f"Retrain on these arrays: delete {model_path} or run `snakemake --forcerun train`; its checkpoint "
+        "is not reused for other data."
+    )
     if not saved:
-        raise DatasetError(f"{model_path} records no data fingerprint (trained by an older vadbench), so it cannot be "
-                           f"checked against {arrays_dir} ({describe(current)}). {fix}")
+        raise DatasetError(
+            f"{model_path} records no data fingerprint (trained by an older vadbench), so it cannot be "
+            f"checked against {arrays_dir} ({describe(current)}). {fix}"
+        )
     raise DatasetError(
         f"{model_path} was trained on {describe(saved)}, but {arrays_dir} with {index_path} is {describe(current)} "
         f"({difference(saved, current)}): its scores would not be those of a model of this data. {fix}"

@@ -12,12 +12,6 @@ rule aggregate:
             subcategory="{variant} AUC table",
             labels={"dataset": "{dataset}", "variant": "{variant}", "table": "AUC per seed and video"},
         ),
-    params:
-        seeds=SEEDS,
-        run=lambda wc: run_config(config, wc.dataset, wc.variant, SEEDS[0]),
-        experiment=get_experiment,
-        # vadbench's own checkout (workflow/rules/../..), also when it is a module of another workflow
-        repo=workflow.current_basedir.join("../..").get_path_or_uri(secret_free=True),
     log:
         "logs/{dataset}/{variant}/aggregate.log",
     conda:
@@ -26,6 +20,12 @@ rule aggregate:
     resources:
         mem_mb=1000,
         runtime=10,
+    params:
+        seeds=SEEDS,
+        run=lambda wc: run_config(config, wc.dataset, wc.variant, SEEDS[0]),
+        experiment=get_experiment,
+        # vadbench's own checkout (workflow/rules/../..), also when it is a module of another workflow
+        repo=workflow.current_basedir.join("../..").get_path_or_uri(secret_free=True),
     script:
         "../scripts/aggregate.py"
 

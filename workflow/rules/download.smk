@@ -3,8 +3,6 @@ rule download:
     local archive (its digest recorded) or folder, or generate the synthetic one."""
     output:
         directory("resources/{dataset}/source"),
-    params:
-        dataset=lambda wc: config["datasets"][wc.dataset],
     log:
         "logs/{dataset}/download.log",
     conda:
@@ -13,5 +11,7 @@ rule download:
     resources:
         mem_mb=1000,
         runtime=60,
+    params:
+        dataset=lambda wc: config["datasets"][wc.dataset],
     script:
         "../scripts/download.py"

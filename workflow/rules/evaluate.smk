@@ -8,9 +8,6 @@ rule score:
         labels="resources/{dataset}/frames",
     output:
         "results/{dataset}/{variant}/seed{seed}/scores.npz",
-    params:
-        protocol=get_protocol,
-        batch_size=lambda wc: get_preset(wc).get("score_batch_size", 16),
     log:
         "logs/{dataset}/{variant}/seed{seed}/score.log",
     benchmark:
@@ -21,6 +18,9 @@ rule score:
     resources:
         mem_mb=4000,
         runtime=60,
+    params:
+        protocol=get_protocol,
+        batch_size=lambda wc: get_preset(wc).get("score_batch_size", 16),
     script:
         "../scripts/score.py"
 

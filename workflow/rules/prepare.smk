@@ -4,10 +4,6 @@ rule frames:
         "resources/{dataset}/source",
     output:
         directory("resources/{dataset}/frames"),
-    params:
-        layout=lambda wc: config["datasets"][wc.dataset]["layout"],
-        options=get_layout_options,
-        archives=config.get("archives", {}),
     log:
         "logs/{dataset}/frames.log",
     conda:
@@ -16,6 +12,10 @@ rule frames:
     resources:
         mem_mb=1000,
         runtime=60,
+    params:
+        layout=lambda wc: config["datasets"][wc.dataset]["layout"],
+        options=get_layout_options,
+        archives=config.get("archives", {}),
     script:
         "../scripts/frames.py"
 
@@ -26,9 +26,6 @@ rule resize:
         "resources/{dataset}/frames",
     output:
         directory("resources/{dataset}/{preset}/arrays"),
-    params:
-        size=lambda wc: config["presets"][wc.preset]["frame_size"],
-        channels=lambda wc: config["presets"][wc.preset]["channels"],
     log:
         "logs/{dataset}/{preset}/resize.log",
     conda:
@@ -37,6 +34,9 @@ rule resize:
     resources:
         mem_mb=4000,
         runtime=60,
+    params:
+        size=lambda wc: config["presets"][wc.preset]["frame_size"],
+        channels=lambda wc: config["presets"][wc.preset]["channels"],
     script:
         "../scripts/resize.py"
 
@@ -47,10 +47,6 @@ rule index:
         "resources/{dataset}/{preset}/arrays",
     output:
         "resources/{dataset}/{preset}/clips.npz",
-    params:
-        clip_length=lambda wc: config["presets"][wc.preset]["clip_length"],
-        train_stride=lambda wc: config["presets"][wc.preset]["train_stride"],
-        test_stride=lambda wc: config["presets"][wc.preset]["test_stride"],
     log:
         "logs/{dataset}/{preset}/index.log",
     conda:
@@ -59,6 +55,10 @@ rule index:
     resources:
         mem_mb=1000,
         runtime=10,
+    params:
+        clip_length=lambda wc: config["presets"][wc.preset]["clip_length"],
+        train_stride=lambda wc: config["presets"][wc.preset]["train_stride"],
+        test_stride=lambda wc: config["presets"][wc.preset]["test_stride"],
     script:
         "../scripts/index.py"
 
@@ -70,8 +70,6 @@ rule flow:
         "resources/{dataset}/{preset}/arrays",
     output:
         directory("resources/{dataset}/{preset}/flow"),
-    params:
-        method=lambda wc: config["presets"][wc.preset]["flow"]["method"],
     log:
         "logs/{dataset}/{preset}/flow.log",
     conda:
@@ -80,5 +78,7 @@ rule flow:
     resources:
         mem_mb=2000,
         runtime=60,
+    params:
+        method=lambda wc: config["presets"][wc.preset]["flow"]["method"],
     script:
         "../scripts/flow.py"

@@ -6,8 +6,6 @@ rule mlflow_store:
     dataset creates its experiment under the store lock)."""
     output:
         "results/mlflow/store.json",
-    params:
-        artifact_root=config["mlflow"].get("artifact_root", "results/mlflow-artifacts"),
     log:
         "logs/mlflow_store.log",
     conda:
@@ -16,5 +14,7 @@ rule mlflow_store:
     resources:
         mem_mb=1000,
         runtime=10,
+    params:
+        artifact_root=config["mlflow"].get("artifact_root", "results/mlflow-artifacts"),
     script:
         "../scripts/mlflow_store.py"

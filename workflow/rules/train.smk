@@ -8,10 +8,6 @@ rule train_stream:
     output:
         model="results/{dataset}/{variant}/seed{seed}/stream_{stream}.pt",
         run_info="results/{dataset}/{variant}/seed{seed}/stream_{stream}.json",
-    params:
-        run=get_stream_run,
-        experiment=get_experiment,
-        checkpoint=lambda wc: f"results/{wc.dataset}/{wc.variant}/seed{wc.seed}/stream_{wc.stream}_checkpoint.pt",
     log:
         "logs/{dataset}/{variant}/seed{seed}/train_stream_{stream}.log",
     benchmark:
@@ -22,6 +18,10 @@ rule train_stream:
     resources:
         mem_mb=4000,
         runtime=240,
+    params:
+        run=get_stream_run,
+        experiment=get_experiment,
+        checkpoint=lambda wc: f"results/{wc.dataset}/{wc.variant}/seed{wc.seed}/stream_{wc.stream}_checkpoint.pt",
     script:
         "../scripts/train.py"
 
@@ -38,10 +38,6 @@ rule train:
     output:
         model="results/{dataset}/{variant}/seed{seed}/model.pt",
         run_info="results/{dataset}/{variant}/seed{seed}/run.json",
-    params:
-        run=get_run,
-        experiment=get_experiment,
-        checkpoint=lambda wc: f"results/{wc.dataset}/{wc.variant}/seed{wc.seed}/checkpoint.pt",
     log:
         "logs/{dataset}/{variant}/seed{seed}/train.log",
     benchmark:
@@ -52,5 +48,9 @@ rule train:
     resources:
         mem_mb=4000,
         runtime=240,
+    params:
+        run=get_run,
+        experiment=get_experiment,
+        checkpoint=lambda wc: f"results/{wc.dataset}/{wc.variant}/seed{wc.seed}/checkpoint.pt",
     script:
         "../scripts/train.py"

@@ -1,4 +1,5 @@
 """aggregate rule: mean and std over seeds for one (dataset, variant), and its MLflow parent run."""
+
 from vadbench.logs import redirect_to
 from vadbench.pipeline import aggregate_run
 from vadbench.tracking import resolve_tracking_uri

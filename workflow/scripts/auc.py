@@ -1,4 +1,5 @@
 """auc rule: AUCs of one seed, written to JSON and to its MLflow run."""
+
 from vadbench.logs import redirect_to
 from vadbench.pipeline import evaluate_run
 from vadbench.tracking import resolve_tracking_uri

@@ -1,4 +1,5 @@
 """download rule: put the dataset's source under resources/{dataset}/source."""
+
 from vadbench.datasets import fetch_source
 from vadbench.logs import redirect_to
 

@@ -1,4 +1,5 @@
 """flow rule: optical flow between consecutive frames of every video (AMMC-Net)."""
+
 from vadbench.flow import flow_videos
 from vadbench.logs import redirect_to
 

@@ -1,4 +1,5 @@
 """frames rule: convert the source layout into canonical frames and labels."""
+
 from vadbench.datasets import convert_source
 from vadbench.logs import redirect_to
 

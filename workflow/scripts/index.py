@@ -1,4 +1,5 @@
 """index rule: the (video, start) of every train and test clip."""
+
 from vadbench.clips import build_index
 from vadbench.logs import redirect_to
 

@@ -1,4 +1,5 @@
 """mlflow_store rule: create the tracking store and the experiment of every configured dataset."""
+
 from vadbench.logs import redirect_to
 from vadbench.pipeline import prepare_store
 from vadbench.tracking import resolve_tracking_uri

@@ -1,4 +1,5 @@
 """plots rule: per-video score curves and the ROC of one seed."""
+
 from vadbench.logs import redirect_to
 from vadbench.pipeline import plots_run
 from vadbench.tracking import resolve_tracking_uri

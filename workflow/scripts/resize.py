@@ -1,4 +1,5 @@
 """resize rule: decode every frame once into per-video uint8 arrays."""
+
 from vadbench.arrays import decode_videos
 from vadbench.logs import redirect_to
 

@@ -1,4 +1,5 @@
 """score rule: per-frame scores of every test video."""
+
 from pathlib import Path
 
 from vadbench.logs import redirect_to

@@ -3,6 +3,7 @@ seed), logged to MLflow; a stream is trained as any model is, from the run confi
 
 The MLflow settings are read from the config here, not passed as rule params: a changed param
 reruns the job, and pointing at another store or switching system metrics must not retrain."""
+
 from pathlib import Path
 
 from vadbench.logs import redirect_to

@@ -29,8 +29,13 @@ LAYOUTS: dict[str, Callable[..., SourceVideos]] = {
 }
 
 
-def convert_source(source_dir: str | Path, layout: str, out_dir: str | Path, options: dict | None = None,
-                   archive_limits: ArchiveLimits | dict | None = None) -> dict:
+def convert_source(
+    source_dir: str | Path,
+    layout: str,
+    out_dir: str | Path,
+    options: dict | None = None,
+    archive_limits: ArchiveLimits | dict | None = None,
+) -> dict:
     """Read the source in ``layout`` and write the canonical frame layout to ``out_dir``.
 
     ``source_dir`` is a ``download`` rule output, or directly an extracted folder or an archive.
@@ -49,8 +54,9 @@ def convert_source(source_dir: str | Path, layout: str, out_dir: str | Path, opt
     try:
         root = open_source(source_dir, scratch / "extracted", archive_limits)
         (scratch / "work").mkdir(parents=True)
-        return write_canonical(reader(root, scratch / "work", **(options or {})), out_dir,
-                               provenance=source_provenance(source_dir))
+        return write_canonical(
+            reader(root, scratch / "work", **(options or {})), out_dir, provenance=source_provenance(source_dir)
+        )
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
 
@@ -66,4 +72,6 @@ def source_provenance(source_dir: str | Path) -> list[dict]:
         return [{"source": str(source_dir), "sha256": sha256_of(source_dir)}]
     if not (source_dir / "source.json").exists():
         return [{"source": str(source_dir), "sha256": None}]
-    return [{"source": e["source"], "sha256": e.get("sha256")} for e in read_json(source_dir / "source.json")["sources"]]
+    return [
+        {"source": e["source"], "sha256": e.get("sha256")} for e in read_json(source_dir / "source.json")["sources"]
+    ]

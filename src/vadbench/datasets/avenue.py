@@ -76,8 +76,11 @@ def list_videos(folder: Path) -> dict[str, Path]:
     Raises:
         DatasetError: the folder holds no ``.avi``.
     """
-    videos = {p.stem: p for p in sorted(folder.iterdir())
-              if p.suffix.lower() == ".avi" and p.is_file() and not p.name.startswith(".")}
+    videos = {
+        p.stem: p
+        for p in sorted(folder.iterdir())
+        if p.suffix.lower() == ".avi" and p.is_file() and not p.name.startswith(".")
+    }
     if not videos:
         raise DatasetError(f"{folder}: no .avi videos in this folder. {_LAYOUT_HELP}")
     return videos
@@ -105,8 +108,11 @@ def read_vol_label(mat_path: Path) -> np.ndarray:
     Raises:
         DatasetError: the file is unreadable or ``volLabel`` is missing or not a cell of masks.
     """
-    vol = load_mat(mat_path, "volLabel", "an Avenue ground_truth_demo/testing_label_mask/<n>_label.mat; "
-                   "re-extract ground_truth_demo.zip")
+    vol = load_mat(
+        mat_path,
+        "volLabel",
+        "an Avenue ground_truth_demo/testing_label_mask/<n>_label.mat; re-extract ground_truth_demo.zip",
+    )
     if vol.dtype != object or vol.size == 0:
         raise DatasetError(
             f"{mat_path}: 'volLabel' is a {vol.dtype} array of shape {vol.shape}; expected a non-empty "

@@ -143,9 +143,11 @@ def write_canonical(source: SourceVideos, out_dir: str | Path, provenance: list 
             manifest["splits"][split] = counts
         for video, paths in sorted(source.masks.items()):
             if len(paths) != manifest["splits"]["test"].get(video):
-                raise DatasetError(f"{paths[0].parent if paths else video}: {len(paths)} pixel masks for test video "
-                                   f"{video} of {manifest['splits']['test'].get(video)} frames; they must be equal. "
-                                   "Re-extract the dataset.")
+                raise DatasetError(
+                    f"{paths[0].parent if paths else video}: {len(paths)} pixel masks for test video "
+                    f"{video} of {manifest['splits']['test'].get(video)} frames; they must be equal. "
+                    "Re-extract the dataset."
+                )
             (tmp / "masks" / video).mkdir(parents=True)
             for i, path in enumerate(paths):
                 _check_readable(path)

@@ -82,8 +82,10 @@ def _interval_array(mat_path: Path, i: int, cell: object) -> np.ndarray:
         values = values.reshape(2, 1)
     if values.ndim != 2 or values.shape[0] != 2:
         transposed = values.ndim == 2 and values.shape[1] == 2
-        raise DatasetError(f"{bad} (got shape {values.shape})"
-                           + (f"; it looks transposed, save gt{{{i + 1}}}' instead" if transposed else ""))
+        raise DatasetError(
+            f"{bad} (got shape {values.shape})"
+            + (f"; it looks transposed, save gt{{{i + 1}}}' instead" if transposed else "")
+        )
     odd = values[~np.isfinite(values) | (values != np.round(values))]
     if len(odd):
         raise DatasetError(f"{bad} (it holds {odd[:3].tolist()}); frames are 1-based whole numbers")
@@ -114,4 +116,3 @@ def read(path: str | Path, workdir: Path | None = None) -> SourceVideos:
     else:
         source.labels = {video: read_frame_mask(masks / f"{video}.npy", len(paths)) for video, paths in test.items()}
     return source
-

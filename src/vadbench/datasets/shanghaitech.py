@@ -107,8 +107,11 @@ def read(path: str | Path, workdir: Path) -> SourceVideos:
     root = find_root(Path(path))
     workdir = Path(workdir)
     videos_dir, frames_dir, masks_dir = (root / r for r in REQUIRED)
-    avis = [p for p in sorted(videos_dir.iterdir())
-            if p.suffix.lower() == ".avi" and p.is_file() and not p.name.startswith(".")]
+    avis = [
+        p
+        for p in sorted(videos_dir.iterdir())
+        if p.suffix.lower() == ".avi" and p.is_file() and not p.name.startswith(".")
+    ]
     if not avis:
         raise DatasetError(f"{videos_dir}: no .avi training videos in this folder.\n{MISSING_SOURCE_HELP}")
     test_dirs = _visible_dirs(frames_dir)

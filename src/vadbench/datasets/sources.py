@@ -167,27 +167,43 @@ def _request(url: str, part: Path, expected_sha256: str) -> tuple[Any, int, int 
                 raise
             err.close()
             if sha256_of(part) == expected_sha256.lower():
-                log.info("%s is complete (%s bytes; the server has nothing past them) and its SHA-256 matches",
-                         part, f"{offset:,}")
+                log.info(
+                    "%s is complete (%s bytes; the server has nothing past them) and its SHA-256 matches",
+                    part,
+                    f"{offset:,}",
+                )
                 return None
-            log.warning("%s: the server has nothing past byte %s (416 Range Not Satisfiable) and the kept bytes "
-                        "do not match the pinned SHA-256: starting over from zero", part, f"{offset:,}")
+            log.warning(
+                "%s: the server has nothing past byte %s (416 Range Not Satisfiable) and the kept bytes "
+                "do not match the pinned SHA-256: starting over from zero",
+                part,
+                f"{offset:,}",
+            )
             part.unlink()
             continue
         declared = response.headers.get("Content-Length", "").strip()
         length = int(declared) if declared.isdigit() else None
         if response.status != 206:
             if offset:
-                log.warning("%s: the server ignored the request to resume at byte %s (status %d, the whole file): "
-                            "starting over from zero", url, f"{offset:,}", response.status)
+                log.warning(
+                    "%s: the server ignored the request to resume at byte %s (status %d, the whole file): "
+                    "starting over from zero",
+                    url,
+                    f"{offset:,}",
+                    response.status,
+                )
             return response, 0, length, length
         content_range = response.headers.get("Content-Range", "")
         match = _CONTENT_RANGE.fullmatch(content_range.strip())
         if match:
             start, end = int(match[1]), int(match[2])
             total = None if match[3] == "*" else int(match[3])
-            if start == offset and end >= start and (total is None or end + 1 == total) and (
-                    length is None or length == end + 1 - start):
+            if (
+                start == offset
+                and end >= start
+                and (total is None or end + 1 == total)
+                and (length is None or length == end + 1 - start)
+            ):
                 if offset:
                     of = f" of {total:,} ({100 * offset / total:.0f}%)" if total else ""
                     log.info("resuming %s at byte %s%s", part, f"{offset:,}", of)
@@ -195,13 +211,18 @@ def _request(url: str, part: Path, expected_sha256: str) -> tuple[Any, int, int 
         response.close()
         if not offset:
             raise _Dropped(f"partial content {content_range!r} in reply to a request for the whole file")
-        log.warning("%s: asked to resume at byte %s, the server sent Content-Range %r: starting over from zero",
-                    url, f"{offset:,}", content_range)
+        log.warning(
+            "%s: asked to resume at byte %s, the server sent Content-Range %r: starting over from zero",
+            url,
+            f"{offset:,}",
+            content_range,
+        )
         part.unlink()
 
 
-def _receive(response: Any, part: Path, offset: int, length: int | None, total: int | None, url: str,
-             progress: _Progress) -> None:
+def _receive(
+    response: Any, part: Path, offset: int, length: int | None, total: int | None, url: str, progress: _Progress
+) -> None:
     """Write ``response``'s body to ``part`` from ``offset``, never more than the declared ``length``.
 
     Raises:
@@ -227,8 +248,11 @@ def _receive(response: Any, part: Path, offset: int, length: int | None, total: 
             progress.update(offset + got)
     if overflow:
         part.unlink()
-        promised = f"the {limit:,} bytes it declared" if length is not None else \
-            f"{MAX_DOWNLOAD_BYTES:,} bytes (MAX_DOWNLOAD_BYTES) without declaring a length"
+        promised = (
+            f"the {limit:,} bytes it declared"
+            if length is not None
+            else f"{MAX_DOWNLOAD_BYTES:,} bytes (MAX_DOWNLOAD_BYTES) without declaring a length"
+        )
         raise DatasetError(
             f"{url}: the server sent more than {promised}; refusing the download and removing {part}, so a "
             "broken or hostile server cannot fill the disk. Download the file by hand from a working mirror."
@@ -271,8 +295,12 @@ def download(url: str, target: Path, expected_sha256: str | None, name: str, key
     target.parent.mkdir(parents=True, exist_ok=True)
     part = target.with_name(target.name + ".part")
     kept = part.stat().st_size if part.exists() else 0
-    log.info("downloading %s -> %s%s", url, target,
-             f" (continuing {part}: {kept:,} bytes from an earlier run)" if kept else "")
+    log.info(
+        "downloading %s -> %s%s",
+        url,
+        target,
+        f" (continuing {part}: {kept:,} bytes from an earlier run)" if kept else "",
+    )
     progress, resumed = _Progress(), 0
     for attempt in range(1, _ATTEMPTS + 1):
         try:
@@ -288,14 +316,24 @@ def download(url: str, target: Path, expected_sha256: str | None, name: str, key
                 raise _cannot_download(url, target, part, name, err, attempt) from None
             wait = _BACKOFF_S * 2 ** (attempt - 1)
             at = part.stat().st_size if part.exists() else 0
-            log.warning("download of %s interrupted (%s); attempt %d of %d in %.0f s, from byte %s",
-                        url, err, attempt + 1, _ATTEMPTS, wait, f"{at:,}")
+            log.warning(
+                "download of %s interrupted (%s); attempt %d of %d in %.0f s, from byte %s",
+                url,
+                err,
+                attempt + 1,
+                _ATTEMPTS,
+                wait,
+                f"{at:,}",
+            )
             time.sleep(wait)
     actual = sha256_of(part)
     if actual != expected_sha256.lower():
         part.unlink()
-        note = f" (resumed at byte {resumed:,}: the bytes kept from an earlier attempt may be the bad ones)" \
-            if resumed else ""
+        note = (
+            f" (resumed at byte {resumed:,}: the bytes kept from an earlier attempt may be the bad ones)"
+            if resumed
+            else ""
+        )
         raise DatasetError(
             f"{part}: SHA-256 mismatch: expected {expected_sha256}, got {actual}{note}. The download is corrupt, "
             f"truncated or a different release; the partial file is removed, so the next run downloads {url} "
@@ -306,8 +344,7 @@ def download(url: str, target: Path, expected_sha256: str | None, name: str, key
     return target
 
 
-def _cannot_download(url: str, target: Path, part: Path, name: str, err: BaseException,
-                     attempts: int) -> DatasetError:
+def _cannot_download(url: str, target: Path, part: Path, name: str, err: BaseException, attempts: int) -> DatasetError:
     """The error for a download that failed ``attempts`` times; a non-empty ``part`` is kept for the next run."""
     kept = part.stat().st_size if part.exists() else 0
     if part.exists() and not kept:
@@ -331,8 +368,9 @@ def _missing_help(layout: str) -> str:
     return f"\n{help_text}" if help_text else ""
 
 
-def _place(name: str, source: str, sha: str | None, resources: Path, layout: str = "",
-           key: str = "") -> tuple[str, Path, str | None]:
+def _place(
+    name: str, source: str, sha: str | None, resources: Path, layout: str = "", key: str = ""
+) -> tuple[str, Path, str | None]:
     """Download or locate one source; returns ``(kind, path, sha256)``, kind ``archive`` or ``folder``.
 
     An archive's digest is the pinned one, or for a local archive without one the digest
@@ -358,7 +396,11 @@ def _place(name: str, source: str, sha: str | None, resources: Path, layout: str
         log.warning(
             "%s: no SHA-256 pinned; its digest %s is recorded in source.json and every later job verifies "
             "the archive against it. Pin it in the config so a changed file is caught on the next download "
-            "job too: %s: %s", path, actual, key, actual,
+            "job too: %s: %s",
+            path,
+            actual,
+            key,
+            actual,
         )
     return "archive", path, actual
 
@@ -383,12 +425,12 @@ def fetch_source(name: str, dataset: dict[str, Any], out_dir: str | Path, resour
                 kind, path, sha = "synthetic", link.name, None
             else:
                 key = f"datasets.{name}." + ("sha256" if i == 0 else f"extra_sources.{i - 1}.sha256")
-                kind, real, sha = _place(name, entry["source"], entry.get("sha256"), Path(resources),
-                                         dataset.get("layout", ""), key)
+                kind, real, sha = _place(
+                    name, entry["source"], entry.get("sha256"), Path(resources), dataset.get("layout", ""), key
+                )
                 link.symlink_to(real, target_is_directory=real.is_dir())
                 path = str(real)
-            record.append({"link": link.name, "kind": kind, "source": entry["source"], "path": path,
-                           "sha256": sha})
+            record.append({"link": link.name, "kind": kind, "source": entry["source"], "path": path, "sha256": sha})
         write_json(tmp / "source.json", {"dataset": name, "sources": record})
     return out_dir
 
@@ -455,7 +497,9 @@ def _zip_members(archive: Path, zf: zipfile.ZipFile, limits: ArchiveLimits) -> N
         if kind == stat.S_IFLNK:
             _refuse_link(archive, info.filename, "symbolic link")
         if kind not in (0, stat.S_IFREG, stat.S_IFDIR):
-            raise DatasetError(f"{archive}: member {info.filename!r} is a device or special file; refusing to extract it")
+            raise DatasetError(
+                f"{archive}: member {info.filename!r} is a device or special file; refusing to extract it"
+            )
         budget.add(info.filename, info.file_size)
 
 

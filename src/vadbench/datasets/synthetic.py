@@ -107,8 +107,14 @@ def _anomaly(kind: str, size: int, walkways, rng: np.random.Generator) -> _Sprit
         height, width = max(3, round(5 * scale)), max(2, round(3 * scale))
         down = rng.random() < 0.5
         return _Sprite(
-            -height if down else size, rng.uniform(0.2, 0.8) * size, (1 if down else -1) * 0.9 * scale,
-            0.0, height, width, 0.12, anomalous=True,
+            -height if down else size,
+            rng.uniform(0.2, 0.8) * size,
+            (1 if down else -1) * 0.9 * scale,
+            0.0,
+            height,
+            width,
+            0.12,
+            anomalous=True,
         )
     else:
         raise ValueError(f"unknown anomaly kind {kind!r}; known: {ANOMALY_KINDS}")

@@ -55,10 +55,17 @@ def parse_gt_m(m_path: Path) -> list[list[range]]:
         match = _GT_LINE.search(line)
         if not match:
             continue
-        videos.append([_matlab_range(m_path, lineno, line, token)
-                       for token in re.split(r"[,\s;]+", match.group(1).strip()) if token])
+        videos.append(
+            [
+                _matlab_range(m_path, lineno, line, token)
+                for token in re.split(r"[,\s;]+", match.group(1).strip())
+                if token
+            ]
+        )
     if not videos:
-        raise DatasetError(f"{m_path}: no 'TestDataset{{end+1}}.gt_frame = [a:b];' lines; is this the UCSD ground truth?")
+        raise DatasetError(
+            f"{m_path}: no 'TestDataset{{end+1}}.gt_frame = [a:b];' lines; is this the UCSD ground truth?"
+        )
     return videos
 
 
@@ -70,14 +77,20 @@ def _matlab_range(m_path: Path, lineno: int, line: str, token: str) -> range:
     except ValueError:
         numbers = []
     if not 1 <= len(numbers) <= 3:
-        raise DatasetError(f"{m_path}:{lineno}: cannot read range {token!r} in {line.strip()!r}; expected a, a:b or "
-                           "a:step:b of whole frame numbers")
-    start, step, end = (numbers[0], 1, numbers[0]) if len(numbers) == 1 else (
-        (numbers[0], 1, numbers[1]) if len(numbers) == 2 else tuple(numbers))
+        raise DatasetError(
+            f"{m_path}:{lineno}: cannot read range {token!r} in {line.strip()!r}; expected a, a:b or "
+            "a:step:b of whole frame numbers"
+        )
+    start, step, end = (
+        (numbers[0], 1, numbers[0])
+        if len(numbers) == 1
+        else ((numbers[0], 1, numbers[1]) if len(numbers) == 2 else tuple(numbers))
+    )
     frames = range(start, end + (1 if step > 0 else -1), step) if step else range(0)
     if not frames:
-        raise DatasetError(f"{m_path}:{lineno}: range {token!r} lists no frame (MATLAB reads it as empty); "
-                           "write a:b with a <= b")
+        raise DatasetError(
+            f"{m_path}:{lineno}: range {token!r} lists no frame (MATLAB reads it as empty); write a:b with a <= b"
+        )
     return frames
 
 
@@ -102,17 +115,19 @@ def read(path: str | Path, workdir: Path | None = None, scene: str = "UCSDped2")
     source = SourceVideos(layout="ucsd")
     for split, folder, prefix in (("train", "Train", "Train"), ("test", "Test", "Test")):
         for video_dir in _videos(root / folder, prefix):
-            source.frames[split][video_dir.name[len(prefix):]] = ordered_frames(video_dir)
+            source.frames[split][video_dir.name[len(prefix) :]] = ordered_frames(video_dir)
             masks = root / folder / f"{video_dir.name}_gt"
             if split == "test" and masks.is_dir():
-                source.masks[video_dir.name[len(prefix):]] = ordered_frames(masks)
+                source.masks[video_dir.name[len(prefix) :]] = ordered_frames(masks)
     m_files = sorted((root / "Test").glob("*.m"))
     if len(m_files) != 1:
         raise DatasetError(f"{root / 'Test'}: expected one {scene}.m ground-truth file, found {len(m_files)}")
     intervals = parse_gt_m(m_files[0])
     test = source.frames["test"]
     if len(intervals) != len(test):
-        raise DatasetError(f"{m_files[0]}: {len(intervals)} gt_frame lines but {len(test)} Test videos in {root / 'Test'}")
+        raise DatasetError(
+            f"{m_files[0]}: {len(intervals)} gt_frame lines but {len(test)} Test videos in {root / 'Test'}"
+        )
     for (video, paths), ranges in zip(test.items(), intervals):
         source.labels[video] = ranges_to_label(ranges, len(paths), m_files[0], f"Test{video}")
     return source
@@ -125,7 +140,8 @@ def ranges_to_label(ranges: list[range], n_frames: int, m_path: Path, video: str
         low, high = min(frames[0], frames[-1]), max(frames[0], frames[-1])
         if not 1 <= low <= high <= n_frames:
             step = f":{frames.step}" if frames.step != 1 else ""
-            raise DatasetError(f"{m_path}: {video} has range {frames[0]}{step}:{frames[-1]}, outside its frames "
-                               f"1..{n_frames}")
+            raise DatasetError(
+                f"{m_path}: {video} has range {frames[0]}{step}:{frames[-1]}, outside its frames 1..{n_frames}"
+            )
         label[np.asarray(frames) - 1] = 1
     return label

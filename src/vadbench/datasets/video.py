@@ -52,8 +52,10 @@ def decode_video(avi: Path, out_dir: Path) -> list[Path]:
         raise _undecodable(avi, err, 0) from None
     with container:
         if not container.streams.video:
-            raise DatasetError(f"{avi}: no video stream in this file; expected a video (e.g. .avi). "
-                               "Re-extract or re-download the dataset.")
+            raise DatasetError(
+                f"{avi}: no video stream in this file; expected a video (e.g. .avi). "
+                "Re-extract or re-download the dataset."
+            )
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"
         frames = container.decode(stream)
@@ -81,8 +83,9 @@ def decode_video(avi: Path, out_dir: Path) -> list[Path]:
             Image.fromarray(image).save(path, quality=JPEG_QUALITY)
             paths.append(path)
     if not paths:
-        raise DatasetError(f"{avi}: the video decodes to 0 frames; expected at least one. "
-                           "Re-extract or re-download the dataset.")
+        raise DatasetError(
+            f"{avi}: the video decodes to 0 frames; expected at least one. Re-extract or re-download the dataset."
+        )
     return paths
 
 

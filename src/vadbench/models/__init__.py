@@ -27,8 +27,13 @@ def _ae(**kw: Any) -> nn.Module:
     return MemAE(memory_size=None, **kw)
 
 
-MODELS: dict[str, Callable[..., nn.Module]] = {"memae": _memae, "ae": _ae, "mnad": MNAD, "ammc": AMMCNet,
-                                               "ammc_stream": AMMCStream}
+MODELS: dict[str, Callable[..., nn.Module]] = {
+    "memae": _memae,
+    "ae": _ae,
+    "mnad": MNAD,
+    "ammc": AMMCNet,
+    "ammc_stream": AMMCStream,
+}
 
 
 def build_model(name: str, **hparams: Any) -> nn.Module:

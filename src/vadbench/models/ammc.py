@@ -213,8 +213,12 @@ class VQMemory(nn.Module):
 def double_conv(cin: int, cout: int) -> nn.Sequential:
     """[Conv3x3 (no bias) -> BN -> ReLU] x 2, spatial size kept."""
     return nn.Sequential(
-        nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True),
-        nn.Conv2d(cout, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True),
+        nn.Conv2d(cin, cout, 3, padding=1, bias=False),
+        nn.BatchNorm2d(cout),
+        nn.ReLU(inplace=True),
+        nn.Conv2d(cout, cout, 3, padding=1, bias=False),
+        nn.BatchNorm2d(cout),
+        nn.ReLU(inplace=True),
     )
 
 
@@ -243,8 +247,15 @@ class UNetVQ(nn.Module):
         n_embed, embed_dim, k: the memory (:class:`VQMemory`).
     """
 
-    def __init__(self, in_channels: int, out_channels: int, widths: Sequence[int] = PAPER_WIDTHS,
-                 n_embed: int = 256, embed_dim: int = 64, k: int = 2) -> None:
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        widths: Sequence[int] = PAPER_WIDTHS,
+        n_embed: int = 256,
+        embed_dim: int = 64,
+        k: int = 2,
+    ) -> None:
         super().__init__()
         if len(widths) != 4:
             raise ValueError(f"UNetVQ needs 4 widths, got {list(widths)}")
@@ -392,8 +403,9 @@ class _GANTraining(nn.Module):
         loss, terms, _, _ = self._generator(clips)
         return loss, {"loss": loss.item(), **{name: value.item() for name, value in terms.items()}}
 
-    def training_step(self, clips: FlowClips, optimizers: Mapping[str, torch.optim.Optimizer],
-                      autocast: Callable[[], ContextManager]) -> dict[str, float]:
+    def training_step(
+        self, clips: FlowClips, optimizers: Mapping[str, torch.optim.Optimizer], autocast: Callable[[], ContextManager]
+    ) -> dict[str, float]:
         """One generator update, then one discriminator update on the same detached prediction.
 
         Args:
@@ -441,11 +453,22 @@ class AMMCStream(_GANTraining):
         discriminator_lr_scale: the discriminator's lr relative to the generator's.
     """
 
-    def __init__(self, in_channels: int = 1, t_length: int = 5, widths: Sequence[int] = PAPER_WIDTHS,
-                 stream: str = "appearance", n_embed: int = 256, embed_dim: int = 64, k: int = 2,
-                 discriminator_widths: Sequence[int] = PAPER_DISCRIMINATOR_WIDTHS, intensity_weight: float = 1.0,
-                 gradient_weight: float = 1.0, adversarial_weight: float = 0.05, commit_weight: float = 0.25,
-                 discriminator_lr_scale: float = 0.1) -> None:
+    def __init__(
+        self,
+        in_channels: int = 1,
+        t_length: int = 5,
+        widths: Sequence[int] = PAPER_WIDTHS,
+        stream: str = "appearance",
+        n_embed: int = 256,
+        embed_dim: int = 64,
+        k: int = 2,
+        discriminator_widths: Sequence[int] = PAPER_DISCRIMINATOR_WIDTHS,
+        intensity_weight: float = 1.0,
+        gradient_weight: float = 1.0,
+        adversarial_weight: float = 0.05,
+        commit_weight: float = 0.25,
+        discriminator_lr_scale: float = 0.1,
+    ) -> None:
         super().__init__()
         if stream not in STREAMS:
             raise ValueError(f"AMMC stream must be one of {STREAMS}, got {stream!r}")
@@ -525,11 +548,23 @@ class AMMCNet(_GANTraining):
     commit_m) + flow_weight * intensity(flow), each with its weight.
     """
 
-    def __init__(self, in_channels: int = 1, t_length: int = 5, widths: Sequence[int] = PAPER_WIDTHS,
-                 n_embed: int = 256, embed_dim: int = 64, k: int = 2,
-                 discriminator_widths: Sequence[int] = PAPER_DISCRIMINATOR_WIDTHS, intensity_weight: float = 1.0,
-                 gradient_weight: float = 1.0, adversarial_weight: float = 0.05, commit_weight: float = 0.25,
-                 flow_weight: float = 1.0, discriminator_lr_scale: float = 0.1, freeze_streams: bool = False) -> None:
+    def __init__(
+        self,
+        in_channels: int = 1,
+        t_length: int = 5,
+        widths: Sequence[int] = PAPER_WIDTHS,
+        n_embed: int = 256,
+        embed_dim: int = 64,
+        k: int = 2,
+        discriminator_widths: Sequence[int] = PAPER_DISCRIMINATOR_WIDTHS,
+        intensity_weight: float = 1.0,
+        gradient_weight: float = 1.0,
+        adversarial_weight: float = 0.05,
+        commit_weight: float = 0.25,
+        flow_weight: float = 1.0,
+        discriminator_lr_scale: float = 0.1,
+        freeze_streams: bool = False,
+    ) -> None:
         super().__init__()
         if t_length < 3:
             raise ValueError(f"AMMC-Net needs clips of at least 3 frames (2 flows), got t_length={t_length}")
@@ -555,8 +590,12 @@ class AMMCNet(_GANTraining):
             self.motion.eval()
         return self
 
-    def load_streams(self, appearance_state: Mapping[str, torch.Tensor], motion_state: Mapping[str, torch.Tensor],
-                     discriminator: bool = True) -> None:
+    def load_streams(
+        self,
+        appearance_state: Mapping[str, torch.Tensor],
+        motion_state: Mapping[str, torch.Tensor],
+        discriminator: bool = True,
+    ) -> None:
         """Copy two trained :class:`AMMCStream` state_dicts into the streams (stage 1 -> 2).
 
         Args:
@@ -577,12 +616,15 @@ class AMMCNet(_GANTraining):
             targets.append(("appearance discriminator", self.discriminator, appearance_state, "discriminator."))
         loaded = []
         for name, module, state, prefix in targets:
-            sub = {key[len(prefix):]: value for key, value in state.items() if key.startswith(prefix)}
+            sub = {key[len(prefix) :]: value for key, value in state.items() if key.startswith(prefix)}
             own = module.state_dict()
             problems = [f"missing {key}" for key in own if key not in sub]
             problems += [f"unexpected {key}" for key in sub if key not in own]
-            problems += [f"{key}: stream has {tuple(sub[key].shape)}, joint model needs {tuple(value.shape)}"
-                         for key, value in own.items() if key in sub and sub[key].shape != value.shape]
+            problems += [
+                f"{key}: stream has {tuple(sub[key].shape)}, joint model needs {tuple(value.shape)}"
+                for key, value in own.items()
+                if key in sub and sub[key].shape != value.shape
+            ]
             if problems:
                 shown = "; ".join(problems[:5]) + ("; ..." if len(problems) > 5 else "")
                 raise ValueError(
@@ -603,8 +645,9 @@ class AMMCNet(_GANTraining):
         frames, flows = clips.frames, clips.flows
         return _stack(frames[:, :, :-1]), frames[:, :, -1], _stack(flows[:, :, :-1]), flows[:, :, -1]
 
-    def forward(self, clips: FlowClips) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor,
-                                                 torch.Tensor, torch.Tensor]:
+    def forward(
+        self, clips: FlowClips
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """``(rgb prediction, rgb target, flow prediction, flow target, commit_a (B,), commit_m (B,))``."""
         rgb_in, rgb_target, flow_in, flow_target = self.split(clips)
         z_a, skips_a, commit_a = self.appearance.encode(rgb_in)
@@ -624,10 +667,13 @@ class AMMCNet(_GANTraining):
             "commit_motion": commit_m.mean(),
             "flow_intensity": intensity_loss(flow, flow_target),
         }
-        loss = (self.intensity_weight * terms["intensity"] + self.gradient_weight * terms["gradient"]
-                + self.adversarial_weight * terms["adversarial"]
-                + self.commit_weight * (terms["commit_appearance"] + terms["commit_motion"])
-                + self.flow_weight * terms["flow_intensity"])
+        loss = (
+            self.intensity_weight * terms["intensity"]
+            + self.gradient_weight * terms["gradient"]
+            + self.adversarial_weight * terms["adversarial"]
+            + self.commit_weight * (terms["commit_appearance"] + terms["commit_motion"])
+            + self.flow_weight * terms["flow_intensity"]
+        )
         return loss, terms, rgb, rgb_target
 
     def _generator_parameters(self) -> list[nn.Parameter]:
@@ -643,6 +689,17 @@ class AMMCNet(_GANTraining):
 
 
 __all__ = [
-    "AMMCNet", "AMMCStream", "Bridge", "PixelDiscriminator", "UNetVQ", "VQMemory", "double_conv",
-    "gradient_loss", "image_gradients", "intensity_loss", "lsgan_discriminator_loss", "lsgan_generator_loss", "psnr",
+    "AMMCNet",
+    "AMMCStream",
+    "Bridge",
+    "PixelDiscriminator",
+    "UNetVQ",
+    "VQMemory",
+    "double_conv",
+    "gradient_loss",
+    "image_gradients",
+    "intensity_loss",
+    "lsgan_discriminator_loss",
+    "lsgan_generator_loss",
+    "psnr",
 ]

@@ -88,9 +88,7 @@ class MemAE(nn.Module):
             _down(w1, w2, (2, 2, 2)),
             _down(w2, w3, (2, 2, 2)),
         )
-        self.memory = (
-            MemoryModule(memory_size, w3, shrink_threshold, addressing) if memory_size else None
-        )
+        self.memory = MemoryModule(memory_size, w3, shrink_threshold, addressing) if memory_size else None
         self.decoder = nn.Sequential(
             _up(w3, w2, (2, 2, 2), (1, 1, 1)),
             _up(w2, w1, (2, 2, 2), (1, 1, 1)),

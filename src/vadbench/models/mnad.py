@@ -37,22 +37,33 @@ PAPER_WIDTHS = (64, 128, 256, 512)
 
 def _block(cin: int, cout: int) -> nn.Sequential:
     return nn.Sequential(
-        nn.Conv2d(cin, cout, 3, padding=1), nn.BatchNorm2d(cout), nn.ReLU(inplace=True),
-        nn.Conv2d(cout, cout, 3, padding=1), nn.BatchNorm2d(cout), nn.ReLU(inplace=True),
+        nn.Conv2d(cin, cout, 3, padding=1),
+        nn.BatchNorm2d(cout),
+        nn.ReLU(inplace=True),
+        nn.Conv2d(cout, cout, 3, padding=1),
+        nn.BatchNorm2d(cout),
+        nn.ReLU(inplace=True),
     )
 
 
 def _up(cin: int, cout: int) -> nn.Sequential:
     return nn.Sequential(
-        nn.ConvTranspose2d(cin, cout, 3, stride=2, padding=1, output_padding=1), nn.BatchNorm2d(cout), nn.ReLU(inplace=True)
+        nn.ConvTranspose2d(cin, cout, 3, stride=2, padding=1, output_padding=1),
+        nn.BatchNorm2d(cout),
+        nn.ReLU(inplace=True),
     )
 
 
 def _generator(cin: int, mid: int, cout: int) -> nn.Sequential:
     return nn.Sequential(
-        nn.Conv2d(cin, mid, 3, padding=1), nn.BatchNorm2d(mid), nn.ReLU(inplace=True),
-        nn.Conv2d(mid, mid, 3, padding=1), nn.BatchNorm2d(mid), nn.ReLU(inplace=True),
-        nn.Conv2d(mid, cout, 3, padding=1), nn.Tanh(),
+        nn.Conv2d(cin, mid, 3, padding=1),
+        nn.BatchNorm2d(mid),
+        nn.ReLU(inplace=True),
+        nn.Conv2d(mid, mid, 3, padding=1),
+        nn.BatchNorm2d(mid),
+        nn.ReLU(inplace=True),
+        nn.Conv2d(mid, cout, 3, padding=1),
+        nn.Tanh(),
     )
 
 
@@ -152,8 +163,15 @@ class MNAD(nn.Module):
     global generator, which training seeds with the run's seed.
     """
 
-    def __init__(self, in_channels: int = 3, t_length: int = 5, widths: Sequence[int] = PAPER_WIDTHS,
-                 memory_size: int = 10, compactness_weight: float = 0.1, separateness_weight: float = 0.1) -> None:
+    def __init__(
+        self,
+        in_channels: int = 3,
+        t_length: int = 5,
+        widths: Sequence[int] = PAPER_WIDTHS,
+        memory_size: int = 10,
+        compactness_weight: float = 0.1,
+        separateness_weight: float = 0.1,
+    ) -> None:
         super().__init__()
         if len(widths) != 4:
             raise ValueError(f"MNAD needs 4 widths, got {list(widths)}")
@@ -181,8 +199,9 @@ class MNAD(nn.Module):
         queries = F.normalize(features, dim=1).permute(0, 2, 3, 1).reshape(-1, features.shape[1])
         return features, skips, queries
 
-    def decode(self, features: torch.Tensor, skips: list[torch.Tensor], queries: torch.Tensor,
-               memory: torch.Tensor) -> torch.Tensor:
+    def decode(
+        self, features: torch.Tensor, skips: list[torch.Tensor], queries: torch.Tensor, memory: torch.Tensor
+    ) -> torch.Tensor:
         read, _ = read_memory(queries, memory)
         b, d, h, w = features.shape
         normalised = queries.reshape(b, h, w, d).permute(0, 3, 1, 2)
@@ -204,12 +223,17 @@ class MNAD(nn.Module):
         if self.training:
             with torch.no_grad():
                 self.memory.copy_(update_memory(queries, self.memory))
-        return loss, {"loss": loss.item(), "recon": recon.item(), "compactness": compactness.item(),
-                      "separateness": separateness.item()}
+        return loss, {
+            "loss": loss.item(),
+            "recon": recon.item(),
+            "compactness": compactness.item(),
+            "separateness": separateness.item(),
+        }
 
     @torch.no_grad()
-    def test_frame(self, x: torch.Tensor, memory: torch.Tensor, update_threshold: float
-                   ) -> tuple[float, float, float, torch.Tensor, torch.Tensor]:
+    def test_frame(
+        self, x: torch.Tensor, memory: torch.Tensor, update_threshold: float
+    ) -> tuple[float, float, float, torch.Tensor, torch.Tensor]:
         """Score one clip (B = 1) as Evaluate.py does, with a test-time memory.
 
         Returns:
