@@ -10,15 +10,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import TYPE_CHECKING, Iterator
 
 import numpy as np
-import torch
 
 from vadbench.arrays import open_videos
 from vadbench.errors import DatasetError
 from vadbench.fileio import atomic_path, read_json
 from vadbench.logs import get_logger
+
+if TYPE_CHECKING:  # torch is imported where batches are built: the index rule needs numpy only
+    import torch
 
 log = get_logger("clips")
 
@@ -166,6 +168,8 @@ class ClipLoader:
 
     def batches(self, epoch: int = 0, shuffle_seed: int | None = None) -> Iterator[tuple[np.ndarray, torch.Tensor]]:
         """Yield ``(clip_ids, clips)`` for one pass over the index."""
+        import torch
+
         order = np.arange(len(self.index))
         if shuffle_seed is not None:
             order = np.random.default_rng([shuffle_seed, epoch]).permutation(order)
@@ -177,6 +181,8 @@ class ClipLoader:
 
     def clip_flows(self, ids: np.ndarray) -> torch.Tensor:
         """(B, 2, T-1, H, W) float32 flows of clips ``ids``, normalised as ``self.flow`` says."""
+        import torch
+
         from vadbench.flow import normalise_flow
 
         length = self.index.clip_length - 1
