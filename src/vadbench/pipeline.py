@@ -59,7 +59,7 @@ def train_run(
     for a GPU job, see :func:`vadbench.tracking.system_metrics_on`) samples MLflow's system
     metrics into the run every ``system_metrics_interval`` seconds while it trains.
     """
-    from vadbench.tracking import RunLogger, redact_uri, system_metrics_on, tracked
+    from vadbench.tracking import RunLogger, system_metrics_on, tracked
     from vadbench.training import checkpoint_meta, train_model
 
     streams = {name: Path(path) for name, path in (streams or {}).items()}
@@ -72,14 +72,7 @@ def train_run(
     stage = run.get("stage")
     prior = checkpoint_meta(checkpoint_path, run, arrays_dir, index_path, flow_dir).get("mlflow_run_id")
     name = f"{run['variant']}-seed{run['seed']}" + (f"-{stage}" if stage else "")
-    tags = {
-        "dataset": run["dataset"],
-        "variant": run["variant"],
-        "seed": str(run["seed"]),
-        "preset": run["preset_name"],
-    }
-    if stage:
-        tags["stage"] = stage
+    tags = _run_tags(run) | ({"stage": stage} if stage else {})
     sample = system_metrics_on(system_metrics, run.get("preset", {}).get("device", "auto"))
     with tracked(
         RunLogger,
@@ -104,12 +97,29 @@ def train_run(
             init_from=streams or None,
         )
         log_memory_items(model_path, tracker)
-        info = {"mlflow_run_id": tracker.run_id, "tracking_uri": redact_uri(tracking_uri), "experiment": experiment}
+        info = _run_info(tracker, tracking_uri, experiment)
         if streams:
             info["stage1_mlflow_run_ids"] = [
                 read_json(p.with_suffix(".json"))["mlflow_run_id"] for p in streams.values()
             ]
         write_json(run_info_path, info)
+
+
+def _run_tags(run: dict[str, Any]) -> dict[str, str]:
+    """The MLflow tags every seed run of a (dataset, variant, seed) carries."""
+    return {
+        "dataset": run["dataset"],
+        "variant": run["variant"],
+        "seed": str(run["seed"]),
+        "preset": run["preset_name"],
+    }
+
+
+def _run_info(tracker, tracking_uri: str, experiment: str) -> dict[str, str]:
+    """What ``run.json`` holds so that later jobs (auc, plots) log into the same MLflow run."""
+    from vadbench.tracking import redact_uri
+
+    return {"mlflow_run_id": tracker.run_id, "tracking_uri": redact_uri(tracking_uri), "experiment": experiment}
 
 
 def promote_stream(
@@ -129,8 +139,8 @@ def promote_stream(
     import torch
 
     from vadbench.fileio import atomic_path
-    from vadbench.tracking import RunLogger, redact_uri, tracked
-    from vadbench.training import load_saved
+    from vadbench.tracking import RunLogger, tracked
+    from vadbench.training import load_saved, log_epoch
 
     ((name, path),) = streams.items()
     state = load_saved(path, what=f"{name} stream model")
@@ -141,25 +151,16 @@ def promote_stream(
         tracking_uri,
         experiment,
         run_name=f"{run['variant']}-seed{run['seed']}",
-        tags={
-            "dataset": run["dataset"],
-            "variant": run["variant"],
-            "seed": str(run["seed"]),
-            "preset": run["preset_name"],
-            "stage1_mlflow_run_id": source,
-        },
+        tags=_run_tags(run) | {"stage1_mlflow_run_id": source},
     ) as tracker:
         from vadbench.config import flat_params
 
         tracker.log_params(flat_params(config))
         for record in state["history"]:
-            tracker.log_metrics({f"train_{k}": v for k, v in record.items() if k != "epoch"}, step=record["epoch"])
+            log_epoch(tracker, record)
         with atomic_path(model_path) as tmp:
             torch.save({**state, "config": config, "meta": {"mlflow_run_id": tracker.run_id}}, tmp)
-        write_json(
-            run_info_path,
-            {"mlflow_run_id": tracker.run_id, "tracking_uri": redact_uri(tracking_uri), "experiment": experiment},
-        )
+        write_json(run_info_path, _run_info(tracker, tracking_uri, experiment))
     log.info("%s is the %s stream of %s (%s), unchanged", model_path, name, config["streams_from"], path)
 
 

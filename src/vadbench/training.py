@@ -174,6 +174,11 @@ def job_lock(checkpoint_path: str | Path) -> Iterator[Path]:
         os.close(fd)
 
 
+def log_epoch(tracker, record: dict[str, float]) -> None:
+    """One epoch of the loss history as MLflow metrics ``train_<term>`` at step ``epoch``."""
+    tracker.log_metrics({f"train_{k}": v for k, v in record.items() if k != "epoch"}, step=record["epoch"])
+
+
 def make_scheduler(optimizer: torch.optim.Optimizer, preset: dict[str, Any]):
     """``None`` for a constant rate; ``cosine``: CosineAnnealingLR over the run's epochs, stepped per
     epoch (MNAD's Train.py)."""
@@ -428,7 +433,7 @@ def _train_on(
             {"device": str(device), "threads": threads, **{f"version.{k}": v for k, v in versions().items()}}
         )
         for record in history:  # an extended run gets a new MLflow run: give it the earlier epochs too
-            tracker.log_metrics({f"train_{k}": v for k, v in record.items() if k != "epoch"}, step=record["epoch"])
+            log_epoch(tracker, record)
     epochs = preset["epochs"]
     log.info(
         "training %s%s on %s: %d clips/epoch, %d epochs, device %s, %d threads",
@@ -494,7 +499,7 @@ def _train_on(
             history.append(record)
             save_checkpoint(epoch)
             if tracker is not None:
-                tracker.log_metrics({f"train_{k}": v for k, v in record.items() if k != "epoch"}, step=epoch)
+                log_epoch(tracker, record)
             elapsed = time.monotonic() - began
             done = epoch + 1 - start_epoch
             eta = elapsed / done * (epochs - epoch - 1)
