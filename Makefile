@@ -19,8 +19,10 @@ venv: $(STAMP)
 
 demo: venv
 	$(BIN)/snakemake --cores $(CORES) results/toy_memae_auc.json
+	$(BIN)/snakemake --cores 1 results/viewer.html
 	@echo
 	@$(BIN)/vadbench summary results/toy_memae_auc.json
+	@echo "Viewer of every run in results/ (static HTML, works from file://): $(CURDIR)/results/viewer.html"
 
 test: venv
 	$(BIN)/python -m pytest -q

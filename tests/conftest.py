@@ -75,8 +75,14 @@ variants:
 summary:
   datasets: [toy]
   variants: [ae, memae]
+localization: {enabled: false}
 """
 
+
+# where: maps, boxes, pixel metrics, MP4s and viewer pages, and the model logged to MLflow for detect
+LOCALIZED_CONFIG = TINY_CONFIG.replace(
+    "localization: {enabled: false}", "localization: {enabled: true, videos: true, fps: 10}"
+)
 
 # one seed, more clips per epoch and more epochs than the tiny preset: time to interrupt training
 SLOW_CONFIG = (

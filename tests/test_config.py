@@ -73,12 +73,51 @@ def test_shipped_config_is_valid(config):
             lambda c: [c["variants"][v].pop("presets") for v in ("ammc", "ammc_appearance")],
             "presets.cpu.*variants.ammc.presets.cpu",
         ),
+        (lambda c: c["variants"]["ae"]["protocol"].update(error="mse"), "variants.ae.protocol.error"),
+        (
+            lambda c: c["variants"]["mnad_pred"]["protocol"].update(error="official_mse"),
+            "variants.mnad_pred.protocol.error: 'official_mse' is a MemAE/AE clip error, but variant mnad_pred",
+        ),
+        (
+            lambda c: c["variants"]["memae"]["protocol"].update(name="mnad"),
+            "variants.memae.protocol.error: variant memae \\(model memae\\) is scored by a clip error",
+        ),
+        (lambda c: c["datasets"]["ped2"].update(label_source="liu"), "datasets.ped2.label_source"),
+        (
+            lambda c: c["datasets"]["avenue"].update(label_source="ucsd_official"),
+            "datasets.avenue.label_source: ucsd_official",
+        ),
+        (lambda c: c["presets"]["toy"].update(resize_filter="lanczos"), "presets.toy.resize_filter"),
+        (lambda c: c["presets"]["toy"].update(drop_last="yes"), "presets.toy.drop_last"),
     ],
 )
 def test_invalid_value_names_the_key(config, edit, key):
     edit(config)
     with pytest.raises(ConfigError, match=f"config key {key}"):
         validate_config(config, SCHEMA)
+
+
+def test_paper_presets_take_the_official_codes_defaults(config):
+    """MemAE training_options.py: EpochNum 100, BatchSize 14; MNAD Train.py: drop_last, cv2.resize."""
+    assert (config["presets"]["paper"]["epochs"], config["presets"]["paper"]["batch_size"]) == (100, 14)
+    for name in ("mnad_recon_paper", "mnad_pred_paper"):
+        assert config["presets"][name]["drop_last"] is True
+        assert config["presets"][name]["resize_filter"] == "opencv_bilinear"
+    for name, preset in config["presets"].items():  # the README's CPU results keep today's loader and filter
+        if not name.endswith("paper"):
+            assert "drop_last" not in preset and "resize_filter" not in preset, name
+
+
+def test_ae_and_ae_mse_differ_only_in_the_clip_error(config):
+    validate_config(config, SCHEMA)
+    ae, ae_mse = protocol_of(config, "ped2", "ae"), protocol_of(config, "ped2", "ae_mse")
+    assert (ae.error, ae_mse.error) == ("memae_l2", "official_mse")
+    assert {k: v for k, v in ae.to_dict().items() if k != "error"} == {
+        k: v for k, v in ae_mse.to_dict().items() if k != "error"
+    }
+    assert protocol_of(config, "ped2", "mnad_recon").error is None
+    base = run_config(config, "ped2", "ae", 0)
+    assert {**run_config(config, "ped2", "ae_mse", 0), "variant": "ae"} == base  # one model, two measures
 
 
 def test_unknown_experiment_field_is_named(config):

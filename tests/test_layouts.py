@@ -53,10 +53,10 @@ def test_ucsd_archive_takes_the_requested_scene_with_several_ranges(tmp_path):
     np.testing.assert_array_equal(labels["001"], [0, 1, 1, 0])
     np.testing.assert_array_equal(labels["002"], [1, 1, 0, 0, 1, 1])
     assert sorted(p.name for p in (tmp_path / "frames/masks/001").iterdir()) == [
-        "0000.bmp",
-        "0001.bmp",
-        "0002.bmp",
-        "0003.bmp",
+        "0000.png",
+        "0001.png",
+        "0002.png",
+        "0003.png",
     ]
     assert sorted(p.name for p in (tmp_path / "frames/test/002").iterdir())[0] == "0000.tif"
 

@@ -76,6 +76,7 @@ def test_shapes_memory_is_a_buffer_and_training_updates_it(t_length):
     assert not torch.equal(model.memory, before)
     assert set(parts) == {"loss", "recon", "compactness", "separateness"}
     weights = model.compactness_weight
+    parts = {k: v.item() for k, v in parts.items()}  # detached 0-dim tensors, summed by the loop on the device
     assert parts["loss"] == pytest.approx(
         parts["recon"] + weights * (parts["compactness"] + parts["separateness"]), rel=1e-5
     )

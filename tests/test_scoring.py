@@ -2,11 +2,13 @@
 
 import numpy as np
 import pytest
+import torch
 
 from vadbench.errors import ConfigError
 from vadbench.metrics import bootstrap_micro_auc, equal_error_rate, evaluate, macro_auc, micro_auc
+from vadbench.models import build_model
 from vadbench.protocol import Protocol, pad_nearest
-from vadbench.scoring import frame_scores
+from vadbench.scoring import frame_scores, model_clip_scores
 
 
 def video_scores(raw, protocol):
@@ -148,3 +150,59 @@ def test_bootstrap_interval_resamples_videos_deterministically():
     point = micro_auc(scores, labels, scored)
     assert a == b and a["samples"] == 200 and a["unit"] == "video"
     assert a["low"] < point < a["high"] and a["high"] - a["low"] < 0.2
+
+
+def ae_with_zero_output(in_channels: int) -> torch.nn.Module:
+    """The AE baseline with its last layer zeroed: x_hat = 0 for every input, so errors are the inputs'."""
+    model = build_model("ae", in_channels=in_channels, widths=[2, 2, 2, 2]).eval()
+    with torch.no_grad():
+        model.decoder[-1].weight.zero_()
+        model.decoder[-1].bias.zero_()
+    return model
+
+
+def test_clip_error_measures_by_hand():
+    # x_hat = 0: clip a is (0.6, 0.8) in every pixel, clip b (0.3, -0.4)
+    x = torch.zeros(2, 2, 8, 16, 16)
+    x[0, 0], x[0, 1], x[1, 0], x[1, 1] = 0.6, 0.8, 0.3, -0.4
+    model = ae_with_zero_output(2)
+    # memae_l2: mean over (T, H, W) of sqrt(sum_c r^2) in [-1, 1]: sqrt(0.36 + 0.64) = 1, sqrt(0.09 + 0.16) = 0.5
+    torch.testing.assert_close(model.clip_errors(x, "memae_l2"), torch.tensor([1.0, 0.5]))
+    torch.testing.assert_close(model.clip_errors(x), torch.tensor([1.0, 0.5]))  # the default
+    # official_mse: mean over (C, T, H, W) of ((x_hat - x) / 2)^2: (0.09 + 0.16) / 2, (0.0225 + 0.04) / 2
+    torch.testing.assert_close(model.clip_errors(x, "official_mse"), torch.tensor([0.125, 0.03125]))
+    with pytest.raises(ValueError, match="unknown clip error 'mse'"):
+        model.clip_errors(x, "mse")
+
+
+def test_official_mse_ranks_one_large_residual_above_many_small_ones():
+    """Why the AE's two scorings can give different AUCs: L2 (MAE-like) and MSE order these clips oppositely."""
+    x = torch.zeros(2, 1, 8, 16, 16)
+    x[0] = 0.3  # every pixel off by 0.3: memae_l2 0.3, official_mse 0.15^2 = 0.0225
+    x[1, :, :, :4] = 1.0  # 4 rows of 16 off by 1, the rest exact: memae_l2 4/16 = 0.25, official_mse 0.5^2 * 4/16
+    model = ae_with_zero_output(1)
+    torch.testing.assert_close(model.clip_errors(x, "memae_l2"), torch.tensor([0.3, 0.25]))
+    torch.testing.assert_close(model.clip_errors(x, "official_mse"), torch.tensor([0.0225, 0.0625]))
+
+
+def test_protocol_error_is_recorded_and_old_records_read_as_before():
+    assert Protocol().error == "memae_l2" and Protocol.named("memae").to_dict()["error"] == "memae_l2"
+    assert Protocol.named("memae", error="official_mse").to_dict()["error"] == "official_mse"
+    assert Protocol.named("mnad").error is None and Protocol.named("ammc").error is None
+    record = Protocol.named("memae", error="official_mse").to_dict()
+    assert Protocol.from_dict(record).error == "official_mse"
+    # a record written before the field existed: each named protocol's own error
+    old_memae = {k: v for k, v in Protocol.named("memae").to_dict().items() if k != "error"}
+    old_mnad = {k: v for k, v in Protocol.named("mnad", clip_length=5).to_dict().items() if k != "error"}
+    assert Protocol.from_dict(old_memae) == Protocol.named("memae")
+    assert Protocol.from_dict(old_mnad) == Protocol.named("mnad", clip_length=5)
+    with pytest.raises(ConfigError, match="protocol.error = 'mae'; allowed: memae_l2, official_mse"):
+        Protocol(error="mae")
+
+
+def test_scoring_refuses_an_error_measure_the_model_does_not_use():
+    mnad = build_model("mnad", in_channels=1, widths=[4, 4, 4, 8], t_length=5)
+    with pytest.raises(ConfigError, match="'official_mse' is a MemAE/AE clip error, but this MNAD model"):
+        model_clip_scores(mnad, "unused", None, Protocol.named("mnad", clip_length=5, error="official_mse"), 1, "cpu")
+    with pytest.raises(ConfigError, match="protocol 'mnad' sets no clip error for this MemAE model"):
+        model_clip_scores(ae_with_zero_output(1), "unused", None, Protocol.named("mnad", clip_length=16), 1, "cpu")

@@ -7,6 +7,7 @@ import torch
 from conftest import prepare_tiny_data, tiny_config
 
 from vadbench.config import run_config
+from vadbench.errors import ConfigError
 from vadbench.training import load_trained, train_model
 
 
@@ -174,3 +175,20 @@ def test_a_checkpoint_of_the_single_optimiser_format_still_resumes(prepared, tmp
     assert tracker.steps == [1, 2]
     full, resumed = weights(tmp_path / "full.pt"), weights(tmp_path / "old.pt")
     assert all(torch.equal(full[k], resumed[k]) for k in full)
+
+
+def test_drop_last_reaches_the_training_loader(prepared, tmp_path):
+    """27 training clips: at batch 9 dropping the last incomplete batch changes nothing, at batch 8 it
+    leaves 3 clips out of every epoch (MNAD's loader), so the weights differ; no full batch is refused."""
+    root, run = prepared
+    args = (root / "arrays", root / "clips.npz")
+    trained = {}
+    for batch, drop in ((9, False), (9, True), (8, False), (8, True)):
+        preset = {**run["preset"], "epochs": 1, "batch_size": batch, "drop_last": drop}
+        train_model({**run, "preset": preset}, *args, tmp_path / f"{batch}{drop}.pt", tmp_path / f"{batch}{drop}.ckpt")
+        trained[batch, drop] = weights(tmp_path / f"{batch}{drop}.pt")
+    assert all(torch.equal(trained[9, False][k], trained[9, True][k]) for k in trained[9, False])
+    assert not all(torch.equal(trained[8, False][k], trained[8, True][k]) for k in trained[8, False])
+    with pytest.raises(ConfigError, match="drop_last: true with batch_size 64, but the train split has only 27"):
+        preset = {**run["preset"], "batch_size": 64, "drop_last": True}
+        train_model({**run, "preset": preset}, *args, tmp_path / "none.pt", tmp_path / "none.ckpt")

@@ -61,6 +61,7 @@ def test_aggregate_json_reports_seeds_protocol_and_versions(finished):
         "reset_memory_per_video": False,
         "commit_weight": None,
         "smoothing_mu": None,
+        "error": "memae_l2",
         "name": "memae",
         "scored_frame_index": 8,
     }

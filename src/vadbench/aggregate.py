@@ -10,7 +10,27 @@ import numpy as np
 
 from vadbench.fileio import read_json
 
-SUMMARISED = ("micro_auc", "micro_auc_raw", "macro_auc", "eer", "aupr")
+SUMMARISED = ("micro_auc", "micro_auc_raw", "macro_auc", "eer", "aupr", "pixel_auc", "pixel_eer", "rbdc", "tbdc")
+
+
+def versions() -> dict[str, str]:
+    """The vadbench, torch and Python versions a result is recorded with.
+
+    torch's is read from its installed package metadata (the same string as ``torch.__version__``
+    for a pip or conda install), so that the aggregate job does not import torch (2 s) for it.
+    """
+    import importlib.metadata
+    import platform
+
+    import vadbench
+
+    try:
+        torch_version = importlib.metadata.version("torch")
+    except importlib.metadata.PackageNotFoundError:
+        import torch  # a build without metadata (a source tree on sys.path)
+
+        torch_version = str(torch.__version__)
+    return {"vadbench": vadbench.__version__, "torch": torch_version, "python": platform.python_version()}
 
 
 def git_commit(repo_dir: str | Path = ".") -> str | None:

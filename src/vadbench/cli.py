@@ -3,7 +3,9 @@
 ``vadbench summary RESULT.json ...`` prints aggregated AUCs and how to browse the runs;
 ``vadbench evaluate --scores S [--labels L] [protocol options]`` computes the pipeline's metrics
 for a score file made by any code; ``vadbench runs [--clean]`` lists the MLflow runs left RUNNING
-and marks those whose job is gone as KILLED.
+and marks those whose job is gone as KILLED; ``vadbench detect --model M --input V --out D`` scores
+any video or frame folder with a trained model (:mod:`vadbench.detect`); ``vadbench app`` starts
+the local web app over the models in the MLflow store (:mod:`vadbench.app`).
 """
 
 from __future__ import annotations
@@ -22,6 +24,10 @@ def _pct(stat: dict) -> str:
     return f"{stat['mean']:.4f} +/- {stat['std']:.4f}"
 
 
+#: localisation metrics of an aggregated result, shown where the dataset has pixel masks
+LOCALIZATION_LABELS = (("pixel_auc", "pixel AUC"), ("pixel_eer", "pixel EER"), ("rbdc", "RBDC"), ("tbdc", "TBDC"))
+
+
 def summary(paths: list[str], tracking_uri: str) -> str:
     lines = []
     for path in paths:
@@ -32,6 +38,13 @@ def summary(paths: list[str], tracking_uri: str) -> str:
             f"protocol {r['protocol']['name']} (scored frame {r['protocol']['scored_frame_index']}, "
             f"edges {r['protocol']['edges']}, {r['protocol']['normalisation']})  [{path}]"
         )
+        where = [
+            f"{label} {_pct(r[key])}"
+            for key, label in LOCALIZATION_LABELS
+            if (r.get(key) or {}).get("mean") is not None
+        ]
+        if where:
+            lines.append(f"  where: {', '.join(where)}")
     lines.append("")
     shown = redact_uri(tracking_uri)
     if tracking_uri.startswith(("http://", "https://")):
@@ -216,6 +229,56 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(result, indent=2) if a.json else evaluate_table(result))
 
     e.set_defaults(run=run_evaluate)
+
+    d = sub.add_parser(
+        "detect",
+        help="score any video or frame folder with a trained model: scores, boxes, annotated MP4, viewer page",
+        description="Frames are converted and resized as the model's preset says and scored under its protocol. "
+        "--model is a model.pt of results/ or an MLflow model URI (runs:/<run id>/model, logged by the maps rule).",
+    )
+    d.add_argument("--model", required=True, help="model.pt or MLflow model URI (runs:/<id>/model)")
+    d.add_argument("--input", required=True, help="video file (.avi, .mp4, ...) or folder of numbered frames")
+    d.add_argument("--out", required=True, help="output folder (replaced as a whole)")
+    d.add_argument(
+        "--threshold", type=float, help="box threshold (default: the one fixed on the model's training clips)"
+    )
+    d.add_argument("--no-video", action="store_true", help="skip the annotated MP4 and the viewer page")
+    d.add_argument("--threads", type=int, default=1, help="CPU threads (default 1)")
+    d.add_argument(
+        "--tracking-uri",
+        default="sqlite:///results/mlflow.db",
+        help="store of a runs:/ URI (MLFLOW_TRACKING_URI overrides)",
+    )
+
+    def run_detect(a: argparse.Namespace) -> None:
+        import os
+
+        from vadbench.detect import detect
+
+        os.environ["MLFLOW_TRACKING_URI"] = resolve_tracking_uri(a.tracking_uri)
+        record = detect(a.model, a.input, a.out, threshold=a.threshold, threads=a.threads, video=not a.no_video)
+        page = f"{a.out}/viewer/index.html" if not a.no_video else None
+        print(
+            f"{record['input']}: {record['frames']} frames scored by {record['variant']}, {record['boxes']} boxes "
+            f"(threshold {record['threshold']:.4g}, {record['threshold_origin']}); results in {a.out}"
+            + (f"; open {page}" if page else "")
+        )
+
+    d.set_defaults(run=run_detect)
+
+    ap = sub.add_parser("app", help="local web app: pick a model from the MLflow store, upload a video, see the views")
+    ap.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
+    ap.add_argument("--port", type=int, default=8501)
+    ap.add_argument(
+        "--tracking-uri", default="sqlite:///results/mlflow.db", help="MLflow store (MLFLOW_TRACKING_URI overrides)"
+    )
+
+    def run_app(a: argparse.Namespace) -> None:
+        from vadbench.app import launch
+
+        launch(resolve_tracking_uri(a.tracking_uri), a.host, a.port)
+
+    ap.set_defaults(run=run_app)
     args = parser.parse_args(argv)
     from vadbench.errors import ConfigError, DatasetError
 

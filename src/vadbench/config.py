@@ -140,6 +140,12 @@ def validate_config(config: dict[str, Any], schema_path: str | Path) -> None:
             raise ConfigError(
                 f"config key datasets.{name}.layout: unknown layout {dataset['layout']!r}; known: {', '.join(LAYOUTS)}"
             )
+        if dataset.get("label_source", "archive") == "ucsd_official" and dataset["layout"] not in ("liu", "ucsd"):
+            raise ConfigError(
+                f"config key datasets.{name}.label_source: ucsd_official (the UCSD .m intervals) applies to UCSD "
+                f"Ped1/Ped2 in layout ucsd, or Ped2 in layout liu; dataset {name} has layout {dataset['layout']}. "
+                "Use label_source: archive."
+            )
     for name, variant in config["variants"].items():
         if variant["model"] not in MODELS:
             raise ConfigError(
@@ -158,6 +164,11 @@ def validate_config(config: dict[str, Any], schema_path: str | Path) -> None:
                 raise ConfigError(
                     f"config key summary.{key}: {name!r} is not configured under {key} ({', '.join(known)})"
                 )
+    for name in config["datasets"]:
+        try:
+            localization_of(config, name)
+        except ConfigError as err:
+            raise ConfigError(f"config key localization or datasets.{name}.localization: {err}") from None
     bases = {config["preset"], *(d.get("preset", config["preset"]) for d in config["datasets"].values())}
     for name, variant in config["variants"].items():
         for base, target in variant.get("presets", {}).items():
@@ -166,9 +177,10 @@ def validate_config(config: dict[str, Any], schema_path: str | Path) -> None:
                     f"config key variants.{name}.presets.{base}: preset {target!r} is not defined under presets"
                 )
         try:
-            protocol_of(config, next(iter(config["datasets"])), name)
+            protocol = protocol_of(config, next(iter(config["datasets"])), name)
         except ConfigError as err:
             raise ConfigError(f"config key variants.{name}.protocol: {err}") from None
+        _check_error_measure(name, variant["model"], protocol.error)
         for base in sorted(bases):
             if base not in config["presets"]:
                 continue
@@ -182,6 +194,25 @@ def validate_config(config: dict[str, Any], schema_path: str | Path) -> None:
                     f"{err}. Variant {name} runs at preset {base} of a dataset: give it a preset of its own "
                     f"with variants.{name}.presets.{base}: <preset>"
                 ) from None
+
+
+#: Models scored by a stateless clip error, the protocol's ``error`` (MemAE and its AE baseline).
+CLIP_ERROR_MODELS = ("memae", "ae")
+
+
+def _check_error_measure(name: str, model: str, error: str | None) -> None:
+    """``protocol.error`` is set exactly for the models whose clip error it names (MemAE, AE)."""
+    key = f"config key variants.{name}.protocol.error"
+    if model in CLIP_ERROR_MODELS and error is None:
+        raise ConfigError(
+            f"{key}: variant {name} (model {model}) is scored by a clip error; set error to memae_l2 "
+            "(official MemAE) or official_mse (official AE), or use protocol name memae"
+        )
+    if model not in CLIP_ERROR_MODELS and error is not None:
+        raise ConfigError(
+            f"{key}: {error!r} is a MemAE/AE clip error, but variant {name} is model {model}, scored by its "
+            f"own test procedure; remove the key (and use the protocol name of that model)"
+        )
 
 
 def _check_streams_from(config: dict[str, Any], name: str, variant: dict[str, Any]) -> None:
@@ -248,6 +279,26 @@ def protocol_of(config: dict[str, Any], dataset: str, variant: str) -> Protocol:
     return Protocol.named(clip_length=preset["clip_length"], **config["variants"][variant].get("protocol", {}))
 
 
+def localization_of(config: dict[str, Any], dataset: str) -> dict[str, Any]:
+    """The ``localization`` settings of a dataset: the global section with the dataset's own
+    ``localization`` keys over it (``datasets.toy.localization.videos: true``), checked."""
+    from vadbench.maps import LocalizationSettings
+
+    merged = {**config.get("localization", {}), **config["datasets"][dataset].get("localization", {})}
+    return LocalizationSettings.from_dict(merged).to_dict()
+
+
+#: Preset keys that say how a job runs, not what it computes; no part of the run config
+#: (:func:`vadbench.training.run_identity`), added back by the train script (:func:`execution_of`).
+EXECUTION_KEYS = ("data_placement",)
+
+
+def execution_of(config: dict[str, Any], dataset: str, variant: str) -> dict[str, Any]:
+    """The preset's :data:`EXECUTION_KEYS` that are set, for the train script to hand to training."""
+    _, preset = preset_of(config, dataset, variant)
+    return {k: preset[k] for k in EXECUTION_KEYS if k in preset}
+
+
 def run_config(config: dict[str, Any], dataset: str, variant: str, seed: int) -> dict[str, Any]:
     """Everything that determines one trained model, as a plain dict saved with its weights."""
     preset_name, preset = preset_of(config, dataset, variant)
@@ -264,7 +315,8 @@ def run_config(config: dict[str, Any], dataset: str, variant: str, seed: int) ->
         "model": spec["model"],
         "model_params": hparams,
         "preset_name": preset_name,
-        "preset": copy.deepcopy(preset),
+        # how the job runs (data_placement) is no rule param: a changed param would rerun the job
+        "preset": copy.deepcopy({k: v for k, v in preset.items() if k not in EXECUTION_KEYS}),
     }
 
 

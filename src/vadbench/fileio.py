@@ -75,13 +75,14 @@ def write_json(path: str | Path, data: Any) -> None:
         tmp.write_text(json.dumps(data, indent=2, sort_keys=False) + "\n")
 
 
-def write_csv(path: str | Path, rows: list[dict[str, Any]]) -> None:
-    """Atomically write ``rows`` (dicts with the same keys) as CSV with a header."""
+def write_csv(path: str | Path, rows: list[dict[str, Any]], fields: list[str] | None = None) -> None:
+    """Atomically write ``rows`` (dicts with the same keys) as CSV with a header; ``fields``
+    names the columns (and so the header of a file with no rows)."""
     import csv
 
     with atomic_path(path) as tmp:
         with open(tmp, "w", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=list(rows[0]) if rows else [])
+            writer = csv.DictWriter(f, fieldnames=fields or (list(rows[0]) if rows else []))
             writer.writeheader()
             writer.writerows(rows)
 

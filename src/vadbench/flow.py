@@ -186,6 +186,11 @@ def _open_videos(arrays_dir: Path, manifest: dict[str, Any]) -> dict[str, dict[s
     return videos
 
 
+def video_flow(frames: np.ndarray, method: str = "dis") -> np.ndarray:
+    """The flow of one video outside the DAG (``vadbench detect``): (T, H, W, C) uint8 -> (T-1, H, W, 2) float16."""
+    return _flow_video(frames, method, _MagnitudeStats())
+
+
 def _flow_video(frames: np.ndarray, method: str, stats: _MagnitudeStats) -> np.ndarray:
     """(T, H, W, C) uint8 -> (T-1, H, W, 2) float16, each frame converted to gray once."""
     estimate = make_estimator(method)

@@ -182,16 +182,33 @@ def log_memory_items(model_path: str | Path, tracker) -> None:
 
 
 def evaluate_run(
-    scores_path: str | Path, run_info_path: str | Path, out_path: str | Path, tracking_uri: str
+    scores_path: str | Path,
+    run_info_path: str | Path,
+    out_path: str | Path,
+    tracking_uri: str,
+    maps_dir: str | Path | None = None,
+    boxes_path: str | Path | None = None,
+    frames_dir: str | Path | None = None,
 ) -> dict[str, Any]:
-    """Compute every metric of one seed, write them as JSON and to the seed's MLflow run."""
+    """Compute every metric of one seed, write them as JSON and to the seed's MLflow run.
+
+    Given the seed's maps and boxes and the dataset's canonical frames (where pixel masks live),
+    the pixel-level AUC/EER, RBDC and TBDC join the frame-level metrics (None without masks).
+    """
     from vadbench.aggregate import SUMMARISED
+    from vadbench.maps import LOCALIZATION_KEYS
     from vadbench.metrics import evaluate
-    from vadbench.scoring import load_scores
+    from vadbench.scorefiles import load_scores
     from vadbench.tracking import RunLogger, tracked
 
     saved = load_scores(scores_path)
     result = evaluate(saved["raw"], saved["label"], saved["protocol"])
+    result.update(dict.fromkeys(LOCALIZATION_KEYS))
+    if maps_dir is not None:
+        from vadbench.maps import load_manifest, localization_result
+
+        sigma = load_manifest(maps_dir)["smoothing_sigma"]
+        result.update(localization_result(maps_dir, boxes_path, frames_dir, sigma))
     info = read_json(run_info_path)
     with tracked(RunLogger, tracking_uri, info["experiment"], run_id=info["mlflow_run_id"]) as tracker:
         result["mlflow_run_id"] = tracker.run_id
@@ -222,6 +239,93 @@ def evaluate_run(
     return result
 
 
+def maps_run(
+    model_path: str | Path,
+    arrays_dir: str | Path,
+    index_path: str | Path,
+    run_info_path: str | Path,
+    protocol: dict[str, Any],
+    localization: dict[str, Any],
+    out_dir: str | Path,
+    boxes_path: str | Path,
+    boxes_csv: str | Path,
+    tracking_uri: str,
+    log_model: bool = True,
+    batch_size: int = 16,
+    threads: int = 1,
+    flow_dir: str | Path | None = None,
+) -> dict[str, Any]:
+    """One seed's anomaly maps and boxes (:func:`vadbench.maps.compute_maps`); the boxes and the
+    maps manifest go to the seed's MLflow run, and with ``log_model`` the model in MLflow's
+    PyTorch flavour (:func:`vadbench.detect.log_detector`), so ``runs:/<id>/model`` can be given
+    to ``vadbench detect``."""
+    from vadbench.maps import LocalizationSettings, compute_maps
+    from vadbench.protocol import Protocol
+    from vadbench.tracking import RunLogger, tracked
+
+    settings = LocalizationSettings.from_dict(localization)
+    protocol = Protocol.from_dict(protocol)
+    manifest = compute_maps(
+        model_path,
+        arrays_dir,
+        index_path,
+        protocol,
+        settings,
+        out_dir,
+        boxes_path,
+        boxes_csv,
+        batch_size,
+        threads,
+        flow_dir,
+    )
+    info = read_json(run_info_path)
+    with tracked(RunLogger, tracking_uri, info["experiment"], run_id=info["mlflow_run_id"]) as tracker:
+        tracker.log_artifact(Path(out_dir) / "manifest.json", "localization")
+        tracker.log_artifact(boxes_csv, "localization")
+        tracker.log_metrics({"box_threshold": manifest["threshold"]})
+        if log_model:
+            from vadbench.detect import log_detector
+
+            log_detector(tracker, model_path, protocol, settings, manifest)
+    return manifest
+
+
+def viewer_run(
+    scores_path: str | Path,
+    auc_path: str | Path,
+    maps_dir: str | Path,
+    boxes_path: str | Path,
+    arrays_dir: str | Path,
+    run_info_path: str | Path,
+    localization: dict[str, Any],
+    out_dir: str | Path,
+    tracking_uri: str,
+    title: str = "",
+) -> Path:
+    """One seed's viewer page (:func:`vadbench.views.build_views`), attached to its MLflow run."""
+    from vadbench.maps import LocalizationSettings
+    from vadbench.tracking import RunLogger, tracked
+    from vadbench.views import build_views
+
+    metrics = read_json(auc_path)
+    page = build_views(
+        scores_path,
+        metrics,
+        maps_dir,
+        boxes_path,
+        arrays_dir,
+        LocalizationSettings.from_dict(localization),
+        out_dir,
+        title,
+    )
+    info = read_json(run_info_path)
+    with tracked(RunLogger, tracking_uri, info["experiment"], run_id=info["mlflow_run_id"]) as tracker:
+        for path in sorted(Path(out_dir).rglob("*")):
+            if path.is_file():
+                tracker.log_artifact(path, str(Path("viewer", path.parent.relative_to(out_dir))))
+    return page
+
+
 def plots_run(
     scores_path: str | Path,
     auc_path: str | Path,
@@ -233,7 +337,7 @@ def plots_run(
     """Draw one seed's per-video score curves and ROC into ``out_dir`` and attach them to its MLflow run."""
     from vadbench.fileio import atomic_path
     from vadbench.plots import plot_seed
-    from vadbench.scoring import load_scores
+    from vadbench.scorefiles import load_scores
     from vadbench.tracking import RunLogger, tracked
 
     metrics = read_json(auc_path)
@@ -260,9 +364,8 @@ def aggregate_run(
 ) -> dict[str, Any]:
     """Write ``results/{dataset}_{variant}_auc.json`` and its per-seed table, and log the
     parent MLflow run that holds the mean and std with the seed runs nested under it."""
-    from vadbench.aggregate import aggregate_seeds, git_commit, seed_table
+    from vadbench.aggregate import aggregate_seeds, git_commit, seed_table, versions
     from vadbench.tracking import nest_runs, parent_run, tracked
-    from vadbench.training import versions
 
     result = aggregate_seeds(auc_paths, seeds, run, versions(), git_commit(repo_dir))
     with tracked(

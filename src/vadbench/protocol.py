@@ -9,6 +9,13 @@ what is written is what was computed. The steps, in order:
 3. optional temporal smoothing, a Gaussian of ``smoothing_sigma`` frames over the scored frames;
 4. per-video min-max normalisation (official; uses each test video's own statistics) or none.
 
+Before step 1, a stateless model's clip error is the measure ``error`` names (MemAE and its AE
+baseline only; MNAD and AMMC-Net score with their own test procedures and record ``None``):
+``memae_l2``, the official MemAE branch's mean over (T, H, W) of the channel-wise L2 residual in
+[-1, 1], or ``official_mse``, the official testing script's AE branch, the mean squared error
+in [0, 1] (script_testing.py). The error is computed when the ``score`` rule runs, so it is part
+of the score file and cannot be changed afterwards by re-evaluating it.
+
 Named protocols reproduce a paper's evaluation (``NAMED``); a variant's config picks one by
 ``name`` and may override single fields. Everything is anomaly-positive: higher is more anomalous.
 """
@@ -20,13 +27,16 @@ from dataclasses import asdict, dataclass, fields
 from typing import Any, Literal
 
 import numpy as np
-from scipy.ndimage import gaussian_filter1d
 
 from vadbench.errors import ConfigError
 
 ScoredFrame = Literal["first", "centre", "last"]
 Edges = Literal["drop", "pad"]
 Normalisation = Literal["per_video_minmax", "none"]
+ErrorMeasure = Literal["memae_l2", "official_mse"]
+
+#: The clip errors a MemAE/AE model can be scored with (:meth:`vadbench.models.memae.MemAE.clip_errors`).
+ERROR_MEASURES = ("memae_l2", "official_mse")
 
 _CHOICES = {
     "scored_frame": ("first", "centre", "last"),
@@ -40,7 +50,14 @@ MAX_SMOOTHING_SIGMA = 10_000
 #: Each paper's own evaluation (../shared/docs/methods.md section 6), by name.
 NAMED: dict[str, dict[str, Any]] = {
     # MemAE, script_testing.py + utils/eval.py: centre frame, edges never scored, per-video min-max
-    "memae": {"scored_frame": "centre", "edges": "drop", "normalisation": "per_video_minmax", "smoothing_sigma": 0.0},
+    # (its AE branch is scored with error="official_mse" instead: the ae_mse variant)
+    "memae": {
+        "scored_frame": "centre",
+        "edges": "drop",
+        "normalisation": "per_video_minmax",
+        "smoothing_sigma": 0.0,
+        "error": "memae_l2",
+    },
     # MNAD, Evaluate.py: the predicted (last) frame is scored, the first t_length-1 frames of every
     # video never are; the score alpha*PSNR_n + (1-alpha)*(1-D_n) is already normalised per video;
     # the test-time memory is carried across videos in processing order (never reset)
@@ -52,6 +69,7 @@ NAMED: dict[str, dict[str, Any]] = {
         "alpha": 0.6,
         "update_threshold": 0.01,
         "reset_memory_per_video": False,
+        "error": None,
     },
     # AMMC-Net, test_helper.py + eval_metric.py: the predicted (last) frame is scored, the first
     # t_length-1 frames never are; S = (1-lambda)*PSNR_n + lambda*(1-commit_n), normalised per
@@ -65,6 +83,7 @@ NAMED: dict[str, dict[str, Any]] = {
         "smoothing_sigma": 0.0,
         "commit_weight": 0.5,
         "smoothing_mu": 1.0,
+        "error": None,
     },
 }
 
@@ -88,6 +107,9 @@ class Protocol:
         commit_weight: AMMC-Net only: the paper's lambda, weight of the appearance commit loss
             against the PSNR in the normality score.
         smoothing_mu: AMMC-Net only: the paper's mu, S'_i = (1-mu) S_{i-1} + mu S_i; 1 turns it off.
+        error: MemAE/AE only: the clip error, ``memae_l2`` (official MemAE branch) or
+            ``official_mse`` (official AE branch); ``None`` for models with their own test
+            procedure (MNAD, AMMC-Net).
         name: the named protocol these settings start from.
     """
 
@@ -101,6 +123,7 @@ class Protocol:
     reset_memory_per_video: bool = False
     commit_weight: float | None = None
     smoothing_mu: float | None = None
+    error: ErrorMeasure | None = "memae_l2"
     name: str = "memae"
 
     def __post_init__(self) -> None:
@@ -124,6 +147,11 @@ class Protocol:
                 raise ConfigError(
                     f"protocol.{key} must be a number in {'(0, 1]' if low_open else '[0, 1]'} or null, got {value!r}"
                 )
+        if self.error is not None and self.error not in ERROR_MEASURES:
+            raise ConfigError(
+                f"protocol.error = {self.error!r}; allowed: {', '.join(ERROR_MEASURES)} (MemAE/AE models), "
+                "or null for a model scored by its own test procedure (MNAD, AMMC-Net)"
+            )
         if not isinstance(self.reset_memory_per_video, bool):
             raise ConfigError(
                 f"protocol.reset_memory_per_video must be true or false, got {self.reset_memory_per_video!r}"
@@ -156,6 +184,9 @@ class Protocol:
     def from_dict(cls, data: dict[str, Any]) -> "Protocol":
         """The protocol of a record written by :meth:`to_dict`; unknown keys are refused.
 
+        A record written before ``error`` existed gets its named protocol's error (``memae``:
+        ``memae_l2``, the only measure there was; ``mnad``, ``ammc``: ``None``).
+
         Raises:
             ConfigError: not a mapping, an unknown key (named with the known keys), a bad value,
                 or a ``scored_frame_index`` that the other fields do not give.
@@ -169,7 +200,11 @@ class Protocol:
                 f"unknown protocol key(s) {', '.join(unknown)}; known keys: "
                 f"{', '.join(sorted(known | {'scored_frame_index'}))}"
             )
-        protocol = cls(**{k: v for k, v in data.items() if k != "scored_frame_index"})
+        values = {k: v for k, v in data.items() if k != "scored_frame_index"}
+        if "error" not in values:
+            name = values.get("name", "memae")
+            values["error"] = (NAMED.get(name, {}) if isinstance(name, str) else {}).get("error", cls.error)
+        protocol = cls(**values)
         if "scored_frame_index" in data and data["scored_frame_index"] != protocol.offset:
             raise ConfigError(
                 f"protocol scored_frame_index = {data['scored_frame_index']!r}, but scored_frame "
@@ -191,6 +226,9 @@ class Protocol:
         scores = np.full_like(raw, np.nan)
         values = raw[scored]
         if self.smoothing_sigma > 0 and len(values):
+            # here, not at the top: every job reads a Protocol, few smooth (SciPy costs 0.4 s to import)
+            from scipy.ndimage import gaussian_filter1d
+
             values = gaussian_filter1d(values, self.smoothing_sigma, mode="nearest")
         if self.normalisation == "per_video_minmax" and len(values):
             values = minmax(values)

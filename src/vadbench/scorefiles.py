@@ -171,6 +171,27 @@ def load_mat(path: str | Path, variable: str, expected: str) -> np.ndarray:
         raise DatasetError(f"{path}: cannot read variable {variable!r} ({err!r}); expected {expected}") from None
 
 
+def load_scores(path: str | Path) -> dict[str, Any]:
+    """Read a ``score`` rule ``.npz`` back, trusted as the workflow wrote it: ``{"videos",
+    "protocol", "raw", "label"}`` and, for MNAD, ``memory_usage`` (test queries per memory item).
+
+    Here and not in :mod:`vadbench.scoring`, which imports torch: the auc, plots and viewer jobs
+    read scores, and torch would add 2 s to each. :func:`read_scores` is the checked reader for
+    score files from elsewhere.
+
+    Returns:
+        ``raw`` and ``label``: per video, (T,) float raw errors (NaN = not scored) and 0/1 labels.
+    """
+    with np.load(path, allow_pickle=False) as data:
+        videos = [str(v) for v in data["videos"]]
+        out: dict[str, Any] = {"videos": videos, "protocol": Protocol.from_dict(json.loads(str(data["protocol"])))}
+        for key in ("raw", "label"):
+            out[key] = {v: data[f"{key}/{v}"] for v in videos}
+        if "memory_usage" in data:
+            out["memory_usage"] = data["memory_usage"]
+    return out
+
+
 def read_scores(
     path: str | Path,
 ) -> tuple[dict[str, np.ndarray] | np.ndarray, dict[str, np.ndarray] | None, Protocol | None]:

@@ -1,8 +1,8 @@
 """Per-frame anomaly errors of the test videos (the ``score`` rule).
 
-Each test clip's error (the model's ``clip_errors``) is assigned to one frame of the clip
-chosen by the :class:`~vadbench.protocol.Protocol` (MemAE: the centre, index 8 of 16); frames
-no clip lands on stay NaN. Everything after that (edges, smoothing, normalisation) is done by
+Each test clip's error (the model's ``clip_errors``, under the protocol's ``error`` measure for
+MemAE/AE) is assigned to one frame of the clip chosen by the :class:`~vadbench.protocol.Protocol`
+(MemAE: the centre, index 8 of 16); frames no clip lands on stay NaN. Everything after that (edges, smoothing, normalisation) is done by
 ``Protocol.apply`` when the metrics are computed, so a score file can be re-evaluated under
 another protocol without the model.
 
@@ -20,9 +20,11 @@ import numpy as np
 import torch
 
 from vadbench.clips import ClipLoader, load_index
+from vadbench.errors import ConfigError
 from vadbench.fileio import atomic_path
 from vadbench.logs import get_logger
-from vadbench.protocol import Protocol, minmax
+from vadbench.protocol import ERROR_MEASURES, Protocol, minmax
+from vadbench.scorefiles import load_scores  # noqa: F401  (read score files here too, as before)
 
 log = get_logger("scoring")
 
@@ -42,11 +44,14 @@ def frame_scores(clip_starts: np.ndarray, clip_errors: np.ndarray, n_frames: int
 
 
 @torch.no_grad()
-def clip_errors(model: torch.nn.Module, loader: ClipLoader, device: torch.device) -> np.ndarray:
-    """Errors of every clip of ``loader`` in index order: (N,) float64."""
+def clip_errors(
+    model: torch.nn.Module, loader: ClipLoader, device: torch.device, measure: str = "memae_l2"
+) -> np.ndarray:
+    """Errors of every clip of ``loader`` in index order under ``measure`` (the protocol's
+    ``error``, see :meth:`vadbench.models.memae.MemAE.clip_errors`): (N,) float64."""
     errors = np.empty(len(loader.index))
     for ids, clips in loader.batches():
-        errors[ids] = model.clip_errors(clips.to(device)).double().cpu().numpy()
+        errors[ids] = model.clip_errors(clips.to(device), measure).double().cpu().numpy()
     return errors
 
 
@@ -263,16 +268,8 @@ def _score_on(
         )
     index = load_index(index_path, "test")
     arrays: dict[str, Any] = {"videos": np.array(index.videos), "protocol": json.dumps(protocol.to_dict())}
-    if hasattr(model, "test_frame"):
-        errors, extra = mnad_clip_scores(model, ClipLoader(arrays_dir, "test", index, 1), protocol, device)
-        arrays.update(extra)
-    elif hasattr(model, "test_terms"):
-        errors, extra = ammc_clip_scores(
-            model, ClipLoader(arrays_dir, "test", index, batch_size, flow=flow), protocol, device
-        )
-        arrays.update(extra)
-    else:
-        errors = clip_errors(model, ClipLoader(arrays_dir, "test", index, batch_size), device)
+    errors, extra = model_clip_scores(model, arrays_dir, index, protocol, batch_size, device, flow)
+    arrays.update(extra)
     labels = np.load(labels_path)
     for vid, name in enumerate(index.videos):
         mine = index.video_ids == vid
@@ -286,14 +283,30 @@ def _score_on(
     return {"clips": len(errors), "videos": len(index.videos)}
 
 
-def load_scores(path: str | Path) -> dict[str, Any]:
-    """Read a scores ``.npz`` back: ``{"videos", "protocol", "raw", "label"}`` and, for MNAD,
-    ``memory_usage`` (test queries per memory item)."""
-    with np.load(path) as data:
-        videos = [str(v) for v in data["videos"]]
-        out: dict[str, Any] = {"videos": videos, "protocol": Protocol.from_dict(json.loads(str(data["protocol"])))}
-        for key in ("raw", "label"):
-            out[key] = {v: data[f"{key}/{v}"] for v in videos}
-        if "memory_usage" in data:
-            out["memory_usage"] = data["memory_usage"]
-    return out
+def model_clip_scores(
+    model: torch.nn.Module, arrays_dir, index, protocol: Protocol, batch_size: int, device: torch.device, flow=None
+) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """Every test clip's error under the model's own test procedure (MNAD's test-time memory,
+    AMMC-Net's PSNR and commit, or a stateless ``clip_errors`` under ``protocol.error``), in index
+    order, and the extra arrays that procedure saves.
+
+    Raises:
+        ConfigError: ``protocol.error`` set for a model with its own test procedure, or unset
+            for a stateless (MemAE/AE) model.
+    """
+    own = "MNAD" if hasattr(model, "test_frame") else ("AMMC-Net" if hasattr(model, "test_terms") else None)
+    if own is not None and protocol.error is not None:
+        raise ConfigError(
+            f"protocol.error = {protocol.error!r} is a MemAE/AE clip error, but this {own} model is scored by "
+            f"its own test procedure; leave error out (protocol name {'mnad' if own == 'MNAD' else 'ammc'})"
+        )
+    if own is None and protocol.error is None:
+        raise ConfigError(
+            f"protocol {protocol.name!r} sets no clip error for this {type(model).__name__} model; "
+            f"set protocol.error to one of {', '.join(ERROR_MEASURES)} (protocol name memae)"
+        )
+    if own == "MNAD":
+        return mnad_clip_scores(model, ClipLoader(arrays_dir, "test", index, 1), protocol, device)
+    if own == "AMMC-Net":
+        return ammc_clip_scores(model, ClipLoader(arrays_dir, "test", index, batch_size, flow=flow), protocol, device)
+    return clip_errors(model, ClipLoader(arrays_dir, "test", index, batch_size), device, protocol.error), {}

@@ -23,6 +23,9 @@ COLUMNS = (
     "macro_auc",
     "eer",
     "aupr",
+    "pixel_auc",
+    "rbdc",
+    "tbdc",
     "paper_auc",
     "gap",
     "paper_source",
@@ -67,6 +70,7 @@ def summary_rows(result_paths: list[str | Path], papers: dict[str, Any]) -> list
                 "macro_auc": _pm(r["macro_auc"]),
                 "eer": _pm(r.get("eer")),
                 "aupr": _pm(r.get("aupr")),
+                **{k: _pm(r.get(k)) for k in ("pixel_auc", "rbdc", "tbdc")},
                 "paper_auc": ""
                 if paper is None
                 else f"{paper['auc']:.1f}" + ("" if paper.get("verified", True) else "*"),
@@ -80,6 +84,7 @@ def summary_rows(result_paths: list[str | Path], papers: dict[str, Any]) -> list
 
 def _protocol_text(p: dict[str, Any]) -> str:
     smoothing = f", smoothing sigma {p['smoothing_sigma']}" if p.get("smoothing_sigma") else ""
+    smoothing += f", error {p['error']}" if p.get("error") not in (None, "memae_l2") else ""
     return (
         f"{p['name']}: frame {p['scored_frame_index']} of {p['clip_length']}, edges {p['edges']}, "
         f"{p['normalisation']}{smoothing}"
@@ -96,6 +101,9 @@ MARKDOWN = {
     "macro_auc": "macro AUC %",
     "eer": "EER %",
     "aupr": "AUPR %",
+    "pixel_auc": "pixel AUC %",
+    "rbdc": "RBDC %",
+    "tbdc": "TBDC %",
     "paper_auc": "paper AUC %",
     "gap": "gap",
     "protocol": "protocol",
@@ -107,7 +115,9 @@ def to_markdown(rows: list[dict[str, str]]) -> str:
         "# vadbench summary",
         "",
         "Mean +/- sample std over seeds. Micro AUC is the headline (all scored frames of all test videos "
-        "in one ROC); macro AUC averages the videos that hold both classes. Gap = ours - paper, in points.",
+        "in one ROC); macro AUC averages the videos that hold both classes. Gap = ours - paper, in points. "
+        "Pixel AUC (UCSD pixel-level criterion), RBDC and TBDC (Ramachandra and Jones, WACV 2020) need pixel "
+        "masks: n/a where the dataset has none.",
         "",
         "| " + " | ".join(MARKDOWN.values()) + " |",
         "|" + "---|" * len(MARKDOWN),

@@ -362,6 +362,9 @@ class RunLogger:
     def log_artifact(self, path: str | Path, artifact_path: str | None = None) -> None:
         self._safe("log_artifact", self.client.log_artifact, self.run_id, str(path), artifact_path)
 
+    def log_artifacts(self, local_dir: str | Path, artifact_path: str | None = None) -> None:
+        self._safe("log_artifacts", self.client.log_artifacts, self.run_id, str(local_dir), artifact_path)
+
     def stop_system_metrics(self) -> None:
         """Stop the system-metrics sampler, if any, and log its last samples (the thread wakes at
         once and is waited for)."""
@@ -430,7 +433,8 @@ def orphan_reason(run, host: str, now: float, stale_after_s: float) -> tuple[boo
     return False, f"last heartbeat from {where} {age_h:.1f} h ago"
 
 
-def _pages(search, **kwargs):
+def pages(search, **kwargs):
+    """Every item of a paged MLflow search (``client.search_runs``, ``search_experiments``)."""
     token = None
     while True:
         page = search(max_results=1000, page_token=token, **kwargs)
@@ -447,8 +451,8 @@ def clean_runs(uri: str, stale_after_h: float = 24.0, dry_run: bool = False) -> 
     client = _client(uri)
     host, now = socket.gethostname(), time.time()
     done = []
-    for exp in _pages(client.search_experiments):
-        for run in _pages(
+    for exp in pages(client.search_experiments):
+        for run in pages(
             client.search_runs, experiment_ids=[exp.experiment_id], filter_string="attributes.status = 'RUNNING'"
         ):
             orphan, reason = orphan_reason(run, host, now, stale_after_h * 3600)

@@ -27,6 +27,12 @@ Checkpoints and models hold tensors and plain data only and are read with
 ``torch.load(weights_only=True)``: a crafted file that would run code when unpickled is refused
 with a :class:`DatasetError`.
 
+Where batches are built is the preset's ``data_placement`` (:func:`vadbench.clips.make_loader`):
+on a CUDA job (``auto``) the split is copied to the GPU once and every batch is gathered there,
+bit for bit the batches the host loader builds, so the placement is no part of the run identity
+(:func:`run_identity`). Loss terms a model returns as tensors are summed on the device and read
+once per epoch, so the loop does not wait for the device after every batch.
+
 The loop knows nothing model-specific. A model says its loss (``training_loss``), or, when one
 step updates several networks in turn (AMMC-Net's generator and discriminator), owns the step
 behind :func:`training_step`: ``parameter_groups()`` names one optimiser per group and
@@ -47,7 +53,6 @@ import contextlib
 import fcntl
 import os
 import pickle
-import platform
 import re
 import signal
 import threading
@@ -58,8 +63,9 @@ from typing import Any, Iterator
 import numpy as np
 import torch
 
-import vadbench
-from vadbench.clips import ClipLoader, FlowInput, hold_out_videos, load_index
+from vadbench.aggregate import versions
+from vadbench.clips import ClipLoader, FlowInput, hold_out_videos, load_index, make_loader
+from vadbench.config import EXECUTION_KEYS
 from vadbench.errors import ConfigError, DatasetError
 from vadbench.fileio import atomic_path, open_lock_file, write_lock_owner
 from vadbench.fingerprint import data_fingerprint, describe, difference
@@ -92,8 +98,9 @@ def make_optimizers(model: torch.nn.Module, preset: dict[str, Any]) -> dict[str,
 
 def training_step(
     model: torch.nn.Module, clips: Any, optimizers: dict[str, torch.optim.Optimizer], autocast
-) -> dict[str, float]:
-    """One optimisation step on a batch; returns the loss terms as floats (``"loss"`` among them).
+) -> dict[str, float | torch.Tensor]:
+    """One optimisation step on a batch; returns the loss terms (``"loss"`` among them) as floats
+    or detached 0-dim tensors, which the loop sums on the device (:func:`add_terms`).
 
     A model with its own step (``training_step``: a GAN updates two networks in turn) owns it;
     every other model only says its loss (``training_loss``) and the loop steps its one optimiser.
@@ -108,6 +115,24 @@ def training_step(
     loss.backward()
     optimizer.step()
     return parts
+
+
+def add_terms(sums: dict[str, Any], parts: dict[str, float | torch.Tensor], n: int) -> None:
+    """Add ``n`` times each loss term of a batch to ``sums``, in float64.
+
+    A term that is a tensor is summed where it lives, so the loop never waits for the device; a
+    float (AMMC-Net's own step reads its terms) is summed on the host. Either way the arithmetic
+    is the float64 ``value * n`` added in batch order, so the epoch means are those of summing
+    ``.item()`` floats, bit for bit. Read the sums with :func:`read_terms`.
+    """
+    for k, v in parts.items():
+        term = v.detach().double() * n if isinstance(v, torch.Tensor) else v * n
+        sums[k] = sums.get(k, 0.0) + term
+
+
+def read_terms(sums: dict[str, Any]) -> dict[str, float]:
+    """The sums of :func:`add_terms` as floats (one wait for the device, where they live there)."""
+    return {k: float(v) for k, v in sums.items()}
 
 
 class Preempted(SystemExit):
@@ -235,10 +260,6 @@ def load_saved(path: str | Path, map_location: Any = "cpu", what: str = "checkpo
     return state
 
 
-def versions() -> dict[str, str]:
-    return {"vadbench": vadbench.__version__, "torch": str(torch.__version__), "python": platform.python_version()}
-
-
 def _fmt_seconds(s: float) -> str:
     m, s = divmod(int(round(s)), 60)
     h, m = divmod(m, 60)
@@ -257,11 +278,22 @@ def _config_changes(old: dict[str, Any], new: dict[str, Any], limit: int = 6) ->
     return ", ".join(changed[:limit]) + (f" and {len(changed) - limit} more" if len(changed) > limit else "")
 
 
+def run_identity(run: dict[str, Any]) -> dict[str, Any]:
+    """``run`` without the preset's :data:`vadbench.config.EXECUTION_KEYS` (``data_placement``
+    moves the same bytes into the same batches): what a checkpoint must match. A checkpoint
+    written under another placement is the same run."""
+    preset = run.get("preset")
+    if not isinstance(preset, dict) or not preset.keys() & set(EXECUTION_KEYS):
+        return run
+    return {**run, "preset": {k: v for k, v in preset.items() if k not in EXECUTION_KEYS}}
+
+
 def resume_mode(
     saved: dict[str, Any] | None, run: dict[str, Any], fingerprint: dict[str, Any] | None
 ) -> tuple[str | None, str]:
     """How a checkpoint whose state is ``saved`` can serve ``run`` on the data of ``fingerprint``.
 
+    Run configs are compared without the preset's execution keys (:func:`run_identity`).
     Returns ``(mode, why)``. ``"same"``: identical run config and data, continue after its last
     epoch. ``"extend"``: identical but for a larger ``preset.epochs`` under a constant learning
     rate, which gives the same weights as training the longer schedule from scratch. ``None``:
@@ -269,6 +301,7 @@ def resume_mode(
     """
     if not saved or "config" not in saved:
         return None, "it holds no run config"
+    run = run_identity(run)
     if fingerprint is not None:
         old_fp = saved.get("fingerprint")
         if not old_fp:
@@ -278,7 +311,7 @@ def resume_mode(
                 f"it was trained on other data: {describe(old_fp)}, this job's is {describe(fingerprint)} "
                 f"({difference(old_fp, fingerprint)})"
             )
-    old = saved["config"]
+    old = run_identity(saved["config"])
     if old == run:
         return "same", ""
     old_preset, new_preset = old.get("preset", {}), run["preset"]
@@ -303,13 +336,15 @@ def validation_loss(model: torch.nn.Module, loader: ClipLoader, device: torch.de
     """Mean training loss over the held-out clips, in eval mode (BatchNorm running statistics;
     a GAN's generator objective)."""
     model.eval()
-    total, seen = 0.0, 0
-    for _, clips in loader.batches():
-        loss, _ = model.training_loss(clips.to(device))
-        total += loss.item() * len(clips)
-        seen += len(clips)
+    sums: dict[str, Any] = {}
+    seen = 0
+    with contextlib.closing(loader.batches()) as batches:
+        for _, clips in batches:
+            loss, _ = model.training_loss(clips.to(device))
+            add_terms(sums, {"loss": loss}, len(clips))
+            seen += len(clips)
     model.train()
-    return total / seen
+    return read_terms(sums)["loss"] / seen
 
 
 def train_model(
@@ -390,8 +425,16 @@ def _train_on(
     optimizers = make_optimizers(model, preset)
     schedulers = {name: make_scheduler(optimizer, preset) for name, optimizer in optimizers.items()}
     train_index, val_index = hold_out_videos(load_index(index_path, "train"), preset.get("validation_videos", 0))
-    loader = ClipLoader(arrays_dir, "train", train_index, preset["batch_size"], flow=flow)
-    val_loader = ClipLoader(arrays_dir, "train", val_index, preset["batch_size"], flow=flow) if len(val_index) else None
+    placement = preset.get("data_placement", "auto")
+    # drop_last (MNAD's official loader) only for training: the validation loss covers every held-out clip
+    loader = make_loader(
+        arrays_dir, "train", train_index, preset["batch_size"], flow, device, placement, preset.get("drop_last", False)
+    )
+    val_loader = (
+        make_loader(arrays_dir, "train", val_index, preset["batch_size"], flow, device, placement)
+        if len(val_index)
+        else None
+    )
     history: list[dict[str, float]] = []
     start_epoch = 0
     checkpoint_path = Path(checkpoint_path)
@@ -469,25 +512,24 @@ def _train_on(
         for epoch in range(start_epoch, epochs):
             model.train()
             t0 = time.monotonic()
-            sums: dict[str, float] = dict(partial["sums"]) if partial else {}
+            sums: dict[str, Any] = dict(partial["sums"]) if partial else {}  # float64, on the device where it can
             seen = partial["seen"] if partial else 0
             skip = partial["next_batch"] if partial else 0
             seen_here = 0
             partial = None
-            for b, (_, clips) in enumerate(loader.batches(epoch, shuffle_seed=run["seed"])):
-                if b < skip:  # done before a SIGTERM
-                    continue
-                parts = training_step(model, clips.to(device, non_blocking=True), optimizers, autocast)
-                for k, v in parts.items():
-                    sums[k] = sums.get(k, 0.0) + v * len(clips)
-                seen += len(clips)
-                seen_here += len(clips)
-                if flag["stop"]:
-                    save_checkpoint(
-                        epoch - 1, partial={"epoch": epoch, "next_batch": b + 1, "sums": sums, "seen": seen}
-                    )
-                    raise Preempted(checkpoint_path, flag["signal"])
-            record = {k: v / seen for k, v in sums.items()}
+            with contextlib.closing(loader.batches(epoch, shuffle_seed=run["seed"])) as batches:
+                for b, (_, clips) in enumerate(batches):
+                    if b < skip:  # done before a SIGTERM
+                        continue
+                    parts = training_step(model, clips.to(device, non_blocking=True), optimizers, autocast)
+                    add_terms(sums, parts, len(clips))
+                    seen += len(clips)
+                    seen_here += len(clips)
+                    if flag["stop"]:
+                        progress = {"epoch": epoch, "next_batch": b + 1, "sums": read_terms(sums), "seen": seen}
+                        save_checkpoint(epoch - 1, partial=progress)
+                        raise Preempted(checkpoint_path, flag["signal"])
+            record = {k: v / seen for k, v in read_terms(sums).items()}
             record["epoch"] = epoch
             record["clips_per_s"] = seen_here / (time.monotonic() - t0)
             record["lr"] = next(iter(optimizers.values())).param_groups[0]["lr"]

@@ -2,7 +2,8 @@ rule aggregate:
     """Per-seed metrics, mean and std over seeds, protocol, preset and versions in one JSON and a
     per-seed/per-video table; a parent MLflow run holds the means with the seed runs nested."""
     input:
-        get_seed_aucs,
+        aucs=get_seed_aucs,
+        viewers=get_seed_viewers,
     output:
         result="results/{dataset}_{variant}_auc.json",
         table=report(

@@ -4,6 +4,7 @@ import os
 from vadbench.config import (
     AMMC_MODELS,
     STREAMS,
+    localization_of,
     preset_of,
     protocol_of,
     run_config,
@@ -114,4 +115,40 @@ def get_seed_aucs(wildcards):
         dataset=wildcards.dataset,
         variant=wildcards.variant,
         seed=SEEDS,
+    )
+
+
+def get_localization(wildcards):
+    return localization_of(config, wildcards.dataset)
+
+
+def get_localization_inputs(wildcards):
+    """The auc job's maps and boxes (pixel-level metrics where the dataset has masks), when on."""
+    if not get_localization(wildcards)["enabled"]:
+        return {}
+    run = f"results/{wildcards.dataset}/{wildcards.variant}/seed{wildcards.seed}"
+    return {"maps": f"{run}/maps", "boxes": f"{run}/boxes.json", "frames": f"resources/{wildcards.dataset}/frames"}
+
+
+def get_seed_viewers(wildcards):
+    """Every seed's viewer page of a (dataset, variant), built with its AUC table when localization is on."""
+    if not get_localization(wildcards)["enabled"]:
+        return []
+    return expand(
+        "results/{dataset}/{variant}/seed{seed}/viewer",
+        dataset=wildcards.dataset,
+        variant=wildcards.variant,
+        seed=SEEDS,
+    )
+
+
+def get_existing_viewers(wildcards):
+    """The viewer pages already in results/: the index lists everything there (rerun it after a run)."""
+    found = glob_wildcards("results/{dataset}/{variant}/seed{seed}/viewer/viewer.json")
+    return sorted(
+        {
+            f"results/{d}/{v}/seed{s}/viewer"
+            for d, v, s in zip(found.dataset, found.variant, found.seed)
+            if d in DATASETS and v in VARIANTS
+        }
     )

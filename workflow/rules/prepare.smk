@@ -1,5 +1,6 @@
 rule frames:
-    """Canonical, 0-based, contiguous frame names and one 0/1 label array per test video."""
+    """Canonical, 0-based, contiguous frame names and one 0/1 label array per test video (from the
+    dataset's `label_source`)."""
     input:
         "resources/{dataset}/source",
     output:
@@ -16,12 +17,14 @@ rule frames:
         layout=lambda wc: config["datasets"][wc.dataset]["layout"],
         options=get_layout_options,
         archives=config.get("archives", {}),
+        label_source=lambda wc: config["datasets"][wc.dataset].get("label_source", "archive"),
     script:
         "../scripts/frames.py"
 
 
 rule resize:
-    """Decode every frame once into per-video uint8 arrays at the preset's size and channels."""
+    """Decode every frame once into per-video uint8 arrays at the preset's size and channels, resized
+    with the preset's `resize_filter`."""
     input:
         "resources/{dataset}/frames",
     output:
@@ -37,6 +40,7 @@ rule resize:
     params:
         size=lambda wc: config["presets"][wc.preset]["frame_size"],
         channels=lambda wc: config["presets"][wc.preset]["channels"],
+        resize_filter=lambda wc: config["presets"][wc.preset].get("resize_filter", "pillow_bicubic_aa"),
     script:
         "../scripts/resize.py"
 

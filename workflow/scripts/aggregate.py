@@ -6,7 +6,7 @@ from vadbench.tracking import resolve_tracking_uri
 
 with redirect_to(snakemake.log[0]):
     aggregate_run(
-        list(snakemake.input),
+        list(snakemake.input.aucs),
         snakemake.params.seeds,
         snakemake.params.run,
         snakemake.output.result,

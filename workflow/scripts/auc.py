@@ -10,4 +10,7 @@ with redirect_to(snakemake.log[0]):
         snakemake.input.run_info,
         snakemake.output[0],
         resolve_tracking_uri(snakemake.config["mlflow"]["tracking_uri"]),
+        maps_dir=snakemake.input.get("maps"),
+        boxes_path=snakemake.input.get("boxes"),
+        frames_dir=snakemake.input.get("frames"),
     )

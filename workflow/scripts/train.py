@@ -1,19 +1,24 @@
 """train and train_stream rules: one model (or AMMC-Net stage-1 stream) per (dataset, variant,
 seed), logged to MLflow; a stream is trained as any model is, from the run config it is given.
 
-The MLflow settings are read from the config here, not passed as rule params: a changed param
-reruns the job, and pointing at another store or switching system metrics must not retrain."""
+The MLflow settings and the preset's execution keys (``data_placement``) are read from the
+config here, not passed as rule params: a changed param reruns the job, and pointing at another
+store, switching system metrics or moving the data to the GPU must not retrain."""
 
 from pathlib import Path
 
+from vadbench.config import execution_of
 from vadbench.logs import redirect_to
 from vadbench.pipeline import train_run
 from vadbench.tracking import resolve_tracking_uri
 
 mlflow_config = snakemake.config["mlflow"]
+run = snakemake.params.run
+execution = execution_of(snakemake.config, snakemake.wildcards.dataset, snakemake.wildcards.variant)
+run = {**run, "preset": {**run["preset"], **execution}}
 with redirect_to(snakemake.log[0]):
     train_run(
-        run=snakemake.params.run,
+        run=run,
         arrays_dir=snakemake.input.arrays,
         index_path=snakemake.input.index,
         model_path=snakemake.output.model,

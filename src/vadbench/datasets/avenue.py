@@ -9,11 +9,13 @@ extracted into the same folder)::
       ground_truth_demo/                 found separately, also up to 3 levels below
         testing_label_mask/1_label.mat ... 21_label.mat
                                          variable ``volLabel``: 1 x T cell, one H x W mask per
-                                         frame; a frame is anomalous iff its mask has any
-                                         nonzero pixel
+                                         frame (360 x 640, the frames' size); a frame is
+                                         anomalous iff its mask has any nonzero pixel
 
 Every video is decoded with PyAV into ``workdir/<split>/<video>/000000.jpg`` ...; video names
-are kept (``"01"`` ... ``"21"``).
+are kept (``"01"`` ... ``"21"``). The masks are kept as pixel ground truth
+(``SourceVideos.mask_arrays``), each video's held as a memory-mapped ``workdir/masks/<video>.npy``
+until they are written: all 21 videos' masks are 3.5 GB as bool, too much to hold at once.
 
 Pitfalls handled: the folder name holds a space and the two archives unpack side by side, so
 both folders are searched for by content rather than by path; ``__MACOSX`` and dot-folders
@@ -22,7 +24,8 @@ forks; test video ``NN.avi`` pairs with ``int(NN)_label.mat`` (no zero padding);
 store the cell as T x 1 instead of 1 x T and the masks as logical, uint8 or double; the decoded
 frame count must equal the number of masks, so a truncated video or a mismatched label file
 fails with both counts instead of labels shifting against frames; a label file without a test
-video (an incompletely extracted ``testing_videos``) is an error too.
+video (an incompletely extracted ``testing_videos``) is an error too; every mask must have the
+decoded frames' size, and all masks of a video one size.
 """
 
 from __future__ import annotations
@@ -31,7 +34,7 @@ from pathlib import Path
 
 import numpy as np
 
-from vadbench.datasets.canonical import SourceVideos
+from vadbench.datasets.canonical import SourceVideos, open_frame
 from vadbench.datasets.video import decode_video
 from vadbench.errors import DatasetError
 from vadbench.scorefiles import load_mat
@@ -103,10 +106,20 @@ def label_file(mask_dir: Path, video: str) -> Path:
 
 
 def read_vol_label(mat_path: Path) -> np.ndarray:
-    """Per-frame 0/1 labels from an Avenue ``volLabel`` file: 1 where a frame's mask is nonzero.
+    """Per-frame 0/1 labels (T,) uint8 from an Avenue ``volLabel`` file: 1 where a frame's mask is nonzero.
 
     Raises:
-        DatasetError: the file is unreadable or ``volLabel`` is missing or not a cell of masks.
+        DatasetError: as :func:`read_vol_masks`.
+    """
+    return read_vol_masks(mat_path).any(axis=(1, 2)).astype(np.uint8)
+
+
+def read_vol_masks(mat_path: Path) -> np.ndarray:
+    """The per-frame pixel masks of an Avenue ``volLabel`` file: (T, H, W) bool, True where anomalous.
+
+    Raises:
+        DatasetError: the file is unreadable, ``volLabel`` is missing or not a cell of masks, or
+            a mask is not 2-D or not the size of the first.
     """
     vol = load_mat(
         mat_path,
@@ -118,13 +131,21 @@ def read_vol_label(mat_path: Path) -> np.ndarray:
             f"{mat_path}: 'volLabel' is a {vol.dtype} array of shape {vol.shape}; expected a non-empty "
             "1 x T cell holding one H x W mask per frame"
         )
-    labels = np.zeros(vol.size, dtype=np.uint8)
+    masks = None
     for i, mask in enumerate(vol.ravel()):
         mask = np.asarray(mask)
         if mask.dtype.kind not in "biuf":
             raise DatasetError(f"{mat_path}: cell {i + 1} of 'volLabel' is not a numeric mask (got {mask.dtype})")
-        labels[i] = bool(mask.any())
-    return labels
+        if mask.ndim != 2 or (masks is not None and mask.shape != masks.shape[1:]):
+            first = f", cell 1 is {masks.shape[1]} x {masks.shape[2]}" if masks is not None else ""
+            raise DatasetError(
+                f"{mat_path}: cell {i + 1} of 'volLabel' has shape {mask.shape}{first}; expected one "
+                "H x W mask of the frame size per frame. Re-extract ground_truth_demo.zip."
+            )
+        if masks is None:
+            masks = np.zeros((vol.size, *mask.shape), dtype=bool)
+        masks[i] = mask != 0
+    return masks
 
 
 def read(path: str | Path, workdir: Path) -> SourceVideos:
@@ -161,15 +182,27 @@ def read(path: str | Path, workdir: Path) -> SourceVideos:
     source = SourceVideos(layout="avenue")
     for video, avi in train.items():
         source.frames["train"][video] = decode_video(avi, workdir / "train" / video)
+    (workdir / "masks").mkdir(parents=True, exist_ok=True)
     for video, avi in test.items():
-        labels = read_vol_label(mats[video])
+        masks = read_vol_masks(mats[video])
         frames = decode_video(avi, workdir / "test" / video)
-        if len(frames) != len(labels):
+        if len(frames) != len(masks):
             raise DatasetError(
-                f"{avi} decodes to {len(frames)} frames but {mats[video]} holds {len(labels)} masks in "
+                f"{avi} decodes to {len(frames)} frames but {mats[video]} holds {len(masks)} masks in "
                 "'volLabel'; they must be equal. The video or the label file is truncated or from another "
                 "release: re-extract Avenue_Dataset.zip and ground_truth_demo.zip."
             )
+        with open_frame(frames[0]) as image:
+            size = image.height, image.width
+        if masks.shape[1:] != size:
+            raise DatasetError(
+                f"{mats[video]}: 'volLabel' masks are {masks.shape[2]}x{masks.shape[1]} pixels but {avi} decodes "
+                f"to {size[1]}x{size[0]} frames; a mask must cover its frame pixel for pixel (Avenue: 640x360). "
+                "The label file is from another release: re-extract ground_truth_demo.zip."
+            )
         source.frames["test"][video] = frames
-        source.labels[video] = labels
+        source.labels[video] = masks.any(axis=(1, 2)).astype(np.uint8)
+        np.save(workdir / "masks" / f"{video}.npy", masks)
+        source.mask_arrays[video] = np.load(workdir / "masks" / f"{video}.npy", mmap_mode="r")
+    source.mask_source = "ground_truth_demo/testing_label_mask/<n>_label.mat 'volLabel' (Avenue pixel masks)"
     return source

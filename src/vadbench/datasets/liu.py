@@ -6,6 +6,9 @@ Baseline", CVPR 2018 (StevenLiuWen/ano_pred_cvpr2018), read by MNAD, AMMC-Net an
                                   [start; end] rows, 1-based inclusive anomalous intervals
       training/frames/01/000.jpg  0-based, 3-digit frame names
       testing/frames/01/000.jpg
+      testing/masks/01/000.png    optional pixel masks, one per test frame (nonzero = anomalous):
+                                  vadbench's extension, written by the synthetic scene; the
+                                  published archives have none, so their videos have no masks
 
 ShanghaiTech's variant of the layout has no ``.mat``; its labels are
 ``testing/test_frame_mask/<video>.npy`` (0/1 per frame), read when present.
@@ -14,7 +17,8 @@ Pitfalls handled: intervals are 1-based and inclusive (sliced as [start - 1, end
 hold several intervals (K > 1); MATLAB may store the cell as n x 1 instead of 1 x n; test
 videos are matched to ``gt`` entries in sorted folder order, so the counts must agree; an entry
 must be 2 x K whole numbers (a transposed K x 2 or a fractional frame is refused, not read
-wrongly); a v7.3 (HDF5) ``.mat`` is refused with how to re-save it.
+wrongly); a v7.3 (HDF5) ``.mat`` is refused with how to re-save it; a mask folder must name a
+test video (a stray one is refused rather than ignored) and hold one mask per frame.
 """
 
 from __future__ import annotations
@@ -113,6 +117,27 @@ def read(path: str | Path, workdir: Path | None = None) -> SourceVideos:
     if len(mats) == 1:
         labels = parse_intervals(mats[0], [len(paths) for paths in test.values()])
         source.labels = dict(zip(test, labels))
+        source.label_file = mats[0].name
     else:
         source.labels = {video: read_frame_mask(masks / f"{video}.npy", len(paths)) for video, paths in test.items()}
+        source.label_file = "testing/test_frame_mask/<video>.npy"
+    _read_pixel_masks(root / "testing" / "masks", source)
     return source
+
+
+def _read_pixel_masks(folder: Path, source: SourceVideos) -> None:
+    """Add the mask files of ``folder/<video>/`` (when the folder exists) to ``source.masks``.
+
+    Frame counts and sizes are checked by :func:`~vadbench.datasets.canonical.write_canonical`.
+    """
+    if not folder.is_dir():
+        return
+    for video_dir in sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".")):
+        if video_dir.name not in source.frames["test"]:
+            raise DatasetError(
+                f"{video_dir}: pixel masks for video {video_dir.name}, but testing/frames has no such video. "
+                "Remove the folder or restore the video's frames."
+            )
+        source.masks[video_dir.name] = ordered_frames(video_dir)
+    if source.masks:
+        source.mask_source = "testing/masks/<video>/<frame>.png (vadbench extension of the Liu et al. layout)"

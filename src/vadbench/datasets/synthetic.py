@@ -7,6 +7,9 @@ conversion code as the real data::
       <name>.mat                     gt: 1 x n_test cell, one [start; end] 1-based interval
       training/frames/01/000.jpg ... normal videos only
       testing/frames/01/000.jpg  ... each test video holds one anomalous event
+      testing/masks/01/000.png   ... 1-bit pixel mask per test frame, white on the anomalous
+                                     object: an extension of the layout (the Liu archives have
+                                     none) that :mod:`vadbench.datasets.liu` reads when present
 
 The scene imitates a fixed surveillance camera: a static textured background with two
 light walkways across darker grass, sensor noise on every frame, and small dark pedestrians
@@ -17,9 +20,12 @@ starts after some normal frames and ends before the video does:
 * ``cyclist``: a wide dark figure moving three times faster than anyone walks;
 * ``crosser``: a pedestrian walking across the grass, where nobody walks in training.
 
-A frame is labelled anomalous exactly when a pixel of the anomalous object is drawn in it.
+A frame is labelled anomalous exactly when a pixel of the anomalous object is drawn in it, and
+its mask is exactly the pixels the object painted (its rectangle clipped to the frame; walkers
+drawn under it are covered, none is drawn over it), so ``label[t] == mask[t].any()``.
 Everything is a function of the seed, so the dataset is byte-identical on every machine
-that has the same Pillow JPEG encoder.
+that has the same Pillow JPEG encoder; the masks take no random draw, so adding them left the
+frames and labels of every seed as they were.
 """
 
 from __future__ import annotations
@@ -122,31 +128,40 @@ def _anomaly(kind: str, size: int, walkways, rng: np.random.Generator) -> _Sprit
     return _Sprite(y, x, vy, vx, height, width, intensity, anomalous=True)
 
 
-def _draw(frame: np.ndarray, sprite: _Sprite) -> bool:
-    """Paint ``sprite`` into ``frame`` in place; return whether any pixel landed in the frame."""
+def _draw(frame: np.ndarray, sprite: _Sprite) -> tuple[slice, slice] | None:
+    """Paint ``sprite`` into ``frame`` in place.
+
+    Returns:
+        The rows and columns it painted, clipped to the frame; ``None`` when it is off the frame.
+    """
     size = frame.shape[0]
     y0, x0 = int(round(sprite.y)), int(round(sprite.x))
     y1, x1 = y0 + sprite.height, x0 + sprite.width
     cy0, cx0, cy1, cx1 = max(y0, 0), max(x0, 0), min(y1, size), min(x1, size)
     if cy0 >= cy1 or cx0 >= cx1:
-        return False
+        return None
     frame[cy0:cy1, cx0:cx1] = sprite.intensity
     if sprite.height >= 8:  # carts get a dark outline and wheels, so they are not a flat block
         frame[cy0:cy1, cx0] = frame[cy0:cy1, cx1 - 1] = 0.2
         frame[min(cy1, size) - 1, cx0:cx1] = 0.05
-    return True
+    return slice(cy0, cy1), slice(cx0, cx1)
 
 
 def _render_video(
     n_frames: int, scene: np.ndarray, walkways, rng: np.random.Generator, anomaly: str | None
-) -> tuple[np.ndarray, np.ndarray]:
-    """Frames (T, S, S) uint8 and the per-frame 0/1 anomaly label (T,)."""
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Frames (T, S, S) uint8, the per-frame 0/1 anomaly label (T,) and its pixel masks (T, S, S) bool.
+
+    The random draws and their order are the generator's contract (a seed must keep giving
+    the same dataset): the masks are bookkeeping of what :func:`_draw` painted and draw nothing.
+    """
     size = scene.shape[0]
     walkers = [_walker(size, walkways, rng, at_edge=False) for _ in range(rng.integers(1, 4))]
     onset = int(rng.integers(n_frames // 6, n_frames // 3)) if anomaly else n_frames
     odd: _Sprite | None = None
     frames = np.empty((n_frames, size, size), dtype=np.uint8)
     labels = np.zeros(n_frames, dtype=np.uint8)
+    masks = np.zeros((n_frames, size, size), dtype=bool)
     for t in range(n_frames):
         if rng.random() < 0.04 and len(walkers) < 5:
             walkers.append(_walker(size, walkways, rng, at_edge=True))
@@ -160,12 +175,15 @@ def _render_video(
             w.y += 0.25 * np.sin(0.6 * t + w.x)
         walkers = [w for w in walkers if -2 * w.width < w.x < size + 2 * w.width]
         if odd is not None:
-            labels[t] = _draw(frame, odd)
+            painted = _draw(frame, odd)
+            if painted is not None:
+                masks[t][painted] = True
+            labels[t] = painted is not None
             odd.x += odd.vx
             odd.y += odd.vy
         frame += rng.normal(0.0, 0.015, size=frame.shape)
         frames[t] = np.clip(frame * 255 + 0.5, 0, 255).astype(np.uint8)
-    return frames, labels
+    return frames, labels, masks
 
 
 def _write_frames(video_dir: Path, frames: np.ndarray) -> None:
@@ -175,8 +193,14 @@ def _write_frames(video_dir: Path, frames: np.ndarray) -> None:
         Image.fromarray(np.repeat(frame[..., None], 3, axis=2)).save(video_dir / f"{i:03d}.jpg", quality=95)
 
 
+def _write_masks(video_dir: Path, masks: np.ndarray) -> None:
+    video_dir.mkdir(parents=True, exist_ok=True)
+    for i, mask in enumerate(masks):
+        Image.fromarray(mask).save(video_dir / f"{i:03d}.png")  # a bool array is a 1-bit image
+
+
 def generate(root: str | Path, spec: SyntheticSpec, name: str = "toy") -> Path:
-    """Write the synthetic dataset under ``root`` in the Liu et al. layout.
+    """Write the synthetic dataset under ``root`` in the Liu et al. layout, with pixel masks.
 
     Args:
         root: directory to create; must not already hold a dataset.
@@ -190,13 +214,14 @@ def generate(root: str | Path, spec: SyntheticSpec, name: str = "toy") -> Path:
     rng = np.random.default_rng(spec.seed)
     scene, walkways = _background(spec.frame_size, rng)
     for i in range(spec.train_videos):
-        frames, _ = _render_video(spec.frames_per_video, scene, walkways, rng, anomaly=None)
+        frames, _, _ = _render_video(spec.frames_per_video, scene, walkways, rng, anomaly=None)
         _write_frames(root / "training" / "frames" / f"{i + 1:02d}", frames)
     intervals = []
     for i in range(spec.test_videos):
         kind = ANOMALY_KINDS[i % len(ANOMALY_KINDS)]
-        frames, labels = _render_video(spec.frames_per_video, scene, walkways, rng, anomaly=kind)
+        frames, labels, masks = _render_video(spec.frames_per_video, scene, walkways, rng, anomaly=kind)
         _write_frames(root / "testing" / "frames" / f"{i + 1:02d}", frames)
+        _write_masks(root / "testing" / "masks" / f"{i + 1:02d}", masks)
         hit = np.flatnonzero(labels)
         intervals.append(np.array([[hit[0] + 1], [hit[-1] + 1]], dtype=np.uint16))
     gt = np.empty((1, len(intervals)), dtype=object)

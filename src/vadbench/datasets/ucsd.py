@@ -6,7 +6,7 @@
       UCSDped2/
         Train/Train001/001.tif ...      1-based, 3-digit grayscale TIFFs (240x360 for Ped2)
         Test/Test001/001.tif ...
-        Test/Test001_gt/001.bmp ...     pixel masks (not for every Ped1 video)
+        Test/Test001_gt/001.bmp ...     pixel masks, 0/255 or 0/1 (not for every Ped1 video)
         Test/UCSDped2.m                 TestDataset{end+1}.gt_frame = [61:180];  one line per video
 
 Pitfalls handled: the ``.m`` file is MATLAB source, parsed here rather than executed; a line may
@@ -14,9 +14,12 @@ hold several ranges (``[1:10, 40:52]``), single frames or stepped ranges (``1:2:
 other frame, as MATLAB reads it); the variable is ``TestDataset`` in the
 archive but other names (``TestVideoFile``) are accepted; macOS ``._`` files and the ``_gt``
 mask folders are not videos. The pixel masks are kept in the canonical layout
-(``masks/<video>/0000.bmp``) for localisation; frame labels come from the ``.m`` file, the
-published frame-level ground truth (MemAE derives them from the masks instead; they can
-differ at interval boundaries).
+(``masks/<video>/0000.png``, re-encoded as 1-bit PNG, nonzero = anomalous, so 0/1 and 0/255
+BMPs read alike) for localisation; a video without a ``_gt`` folder simply has no masks. Frame
+labels come from the ``.m`` file, the published frame-level ground truth (MemAE derives them
+from the masks instead; they can differ at interval boundaries). So in this layout the dataset
+keys ``label_source: archive`` and ``ucsd_official`` read the same file, the official source
+itself (:mod:`vadbench.datasets.ucsd_labels` also checks Ped2's against its table).
 """
 
 from __future__ import annotations
@@ -130,6 +133,9 @@ def read(path: str | Path, workdir: Path | None = None, scene: str = "UCSDped2")
         )
     for (video, paths), ranges in zip(test.items(), intervals):
         source.labels[video] = ranges_to_label(ranges, len(paths), m_files[0], f"Test{video}")
+    source.label_file = f"{scene}/Test/{m_files[0].name}"
+    if source.masks:
+        source.mask_source = f"{scene}/Test/Test<video>_gt/<frame>.bmp (UCSD pixel masks)"
     return source
 
 

@@ -3,7 +3,9 @@
 Adding a model means one module, one line below and a config variant; nothing else changes.
 Every model takes ``in_channels`` and ``widths`` from the preset and its own hyper-parameters
 from the variant, and implements ``training_loss(x)`` and either ``clip_errors(x)`` (a stateless
-error per clip) or ``test_frame(...)`` (MNAD: a test-time memory carried through the videos).
+error per clip) or ``test_frame(...)`` (MNAD: a test-time memory carried through the videos),
+and ``error_map(x, offset)``: the per-pixel error of the frame a clip scores, the map whose
+mean is (or drives) that score (:mod:`vadbench.maps`).
 """
 
 from __future__ import annotations

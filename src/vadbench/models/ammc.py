@@ -118,6 +118,17 @@ def lsgan_discriminator_loss(d_real: torch.Tensor, d_fake: torch.Tensor) -> torc
     return ((d_real - 1) ** 2).mean() / 2 + (d_fake**2).mean() / 2
 
 
+def squared_error_map(prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """(B, H, W) squared error in [0, 1] space, mean over channels: the map whose mean is the
+    MSE behind :func:`psnr`, for (B, C, H, W) images in [-1, 1]."""
+    return (((prediction.float() - target.float()) / 2) ** 2).mean(dim=1)
+
+
+def _check_last(offset: int, t_length: int) -> None:
+    if offset != t_length - 1:
+        raise ValueError(f"AMMC-Net scores the last frame of a clip (index {t_length - 1}), not index {offset}")
+
+
 def psnr(prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """Per-sample PSNR (B,) of (B, C, H, W) images in [-1, 1], computed in [0, 1] space.
 
@@ -525,6 +536,16 @@ class AMMCStream(_GANTraining):
         prediction, target, commit = self(clips)
         return {"psnr": psnr(prediction, target), "commit": commit.float()}
 
+    @torch.no_grad()
+    def error_map(self, clips: FlowClips, offset: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(error (B, H, W), prediction (B, C, H, W))`` of the appearance stream's predicted frame
+        (:func:`squared_error_map`); the motion stream has no map (the score does not use it)."""
+        if self.stream != "appearance":
+            raise ValueError("the AMMC score uses the appearance stream only; a motion stream has no error map")
+        _check_last(offset, self.t_length)
+        prediction, target, _ = self(clips)
+        return squared_error_map(prediction, target), prediction
+
 
 # ----------------------------------------------------------------------------- stage 2
 
@@ -687,6 +708,13 @@ class AMMCNet(_GANTraining):
         rgb, rgb_target, _, _, commit_a, _ = self(clips)
         return {"psnr": psnr(rgb, rgb_target), "commit": commit_a.float()}
 
+    @torch.no_grad()
+    def error_map(self, clips: FlowClips, offset: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(error (B, H, W), rgb prediction (B, C, H, W))`` of the predicted frame (:func:`squared_error_map`)."""
+        _check_last(offset, self.t_length)
+        rgb, rgb_target, *_ = self(clips)
+        return squared_error_map(rgb, rgb_target), rgb
+
 
 __all__ = [
     "AMMCNet",
@@ -702,4 +730,5 @@ __all__ = [
     "lsgan_discriminator_loss",
     "lsgan_generator_loss",
     "psnr",
+    "squared_error_map",
 ]

@@ -13,10 +13,13 @@ Losses and errors follow the official code rather than the paper text where they
 
 * training loss = mean squared error over every element + ``entropy_weight`` * mean entropy
   of the (shrunk) addressing weights;
-* the per-clip test error is mean over (T, H, W) of sqrt(sum over channels of r^2),
+* the per-clip test error (``clip_errors``) is, by default (``memae_l2``, the official MemAE
+  branch of script_testing.py), the mean over (T, H, W) of sqrt(sum over channels of r^2),
   r = x_hat - x in [-1, 1] space (with one channel: the mean absolute error). The official AE
-  branch is scored with MSE instead; vadbench scores both variants with the MemAE error so
-  the two are compared on equal terms.
+  branch is scored with ``official_mse`` instead: mean over (C, T, H, W) of r^2 after both
+  clips are un-normalised to [0, 1], i.e. mean(((x_hat - x) / 2) ** 2), with no clipping of the
+  unbounded output. The protocol's ``error`` picks one (``ae`` and ``memae`` use ``memae_l2``,
+  so the two are compared on equal terms; ``ae_mse`` is the AE as its official script scores it).
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from vadbench.models.memory import Addressing, MemoryModule, addressing_entropy, live_fraction
+from vadbench.protocol import ERROR_MEASURES
 
 PAPER_WIDTHS = (96, 128, 256, 256)
 
@@ -114,22 +118,54 @@ class MemAE(nn.Module):
             z, weights = self.memory(z)
         return self.decoder(z), weights
 
-    def training_loss(self, x: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
-        """Official training objective; returns the loss and its parts for logging."""
+    def training_loss(self, x: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Official training objective; returns the loss and its parts for logging, as detached
+        0-dim tensors: the training loop sums them on the device and reads them once per epoch
+        (a ``.item()`` here would make every step wait for the device)."""
         x_hat, weights = self(x)
         recon = F.mse_loss(x_hat, x)
-        parts = {"recon": recon.item()}
+        parts = {"recon": recon.detach()}
         loss = recon
         if weights is not None:
             entropy = addressing_entropy(weights)
-            parts["entropy"] = entropy.item()
+            parts["entropy"] = entropy.detach()
             parts["live_queries"] = live_fraction(weights)
             loss = recon + self.entropy_weight * entropy
-        parts["loss"] = loss.item()
+        parts["loss"] = loss.detach()
         return loss, parts
 
     @torch.no_grad()
-    def clip_errors(self, x: torch.Tensor) -> torch.Tensor:
-        """Anomaly error of each clip: (B,) mean over (T, H, W) of the channel-wise L2 residual."""
+    def clip_errors(self, x: torch.Tensor, measure: str = "memae_l2") -> torch.Tensor:
+        """Anomaly error of each clip under ``measure`` (the protocol's ``error``).
+
+        Args:
+            x: (B, C, T, H, W) in [-1, 1].
+            measure: ``memae_l2``: mean over (T, H, W) of the channel-wise L2 residual in
+                [-1, 1] (official MemAE branch); ``official_mse``: mean over (C, T, H, W) of the
+                squared residual in [0, 1] space, ((x_hat - x) / 2) ** 2 (official AE branch).
+
+        Returns:
+            (B,) errors, in x's dtype.
+
+        Raises:
+            ValueError: an unknown ``measure``.
+        """
+        if measure not in ERROR_MEASURES:
+            raise ValueError(f"unknown clip error {measure!r}; known: {', '.join(ERROR_MEASURES)}")
         x_hat, _ = self(x)
+        if measure == "official_mse":
+            return (((x_hat - x) / 2) ** 2).flatten(1).mean(dim=1)
         return torch.sqrt(((x_hat - x) ** 2).sum(dim=1)).flatten(1).mean(dim=1)
+
+    @torch.no_grad()
+    def error_map(self, x: torch.Tensor, offset: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per-pixel error of the frame a clip scores (index ``offset``; the centre for MemAE).
+
+        Returns:
+            ``(error (B, H, W), output (B, C, H, W))``: the channel-wise L2 residual of that
+            frame (the very quantity :meth:`clip_errors` averages, in [-1, 1] space) and its
+            reconstruction.
+        """
+        x_hat, _ = self(x)
+        frame = x_hat[:, :, offset]
+        return torch.sqrt(((frame - x[:, :, offset]) ** 2).sum(dim=1)), frame

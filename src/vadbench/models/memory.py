@@ -48,13 +48,14 @@ def addressing_entropy(weights: torch.Tensor) -> torch.Tensor:
     return (-weights * torch.log(weights + _EPS)).sum(dim=1).mean()
 
 
-def live_fraction(weights: torch.Tensor) -> float:
-    """Share of (Q, N) shrunk weights' rows that address at least one item.
+def live_fraction(weights: torch.Tensor) -> torch.Tensor:
+    """Share of (Q, N) shrunk weights' rows that address at least one item, a 0-dim float32
+    tensor where the weights are (the training loop sums it there, without waiting for it).
 
     A dead row (every weight shrunk away) passes a zero code to the decoder and no gradient to
     the encoder or the memory, so a low share early in training means a slow start.
     """
-    return float((weights.sum(dim=1) > 0).float().mean())
+    return (weights.detach().sum(dim=1) > 0).float().mean()
 
 
 def raw_max_weights(memory: "MemoryModule", queries: torch.Tensor) -> torch.Tensor:

@@ -214,8 +214,9 @@ class MNAD(nn.Module):
         features, skips, queries = self.encode(inputs)
         return self.decode(features, skips, queries, self.memory), target, queries
 
-    def training_loss(self, x: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
-        """Official objective on the current memory; in training mode the memory is then updated."""
+    def training_loss(self, x: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Official objective on the current memory; in training mode the memory is then updated.
+        The parts are detached 0-dim tensors, summed by the training loop on the device."""
         output, target, queries = self(x)
         recon = F.mse_loss(output, target)
         compactness, separateness = memory_losses(queries, self.memory)
@@ -224,10 +225,10 @@ class MNAD(nn.Module):
             with torch.no_grad():
                 self.memory.copy_(update_memory(queries, self.memory))
         return loss, {
-            "loss": loss.item(),
-            "recon": recon.item(),
-            "compactness": compactness.item(),
-            "separateness": separateness.item(),
+            "loss": loss.detach(),
+            "recon": recon.detach(),
+            "compactness": compactness.detach(),
+            "separateness": separateness.detach(),
         }
 
     @torch.no_grad()
@@ -252,6 +253,23 @@ class MNAD(nn.Module):
         if weighted < update_threshold:
             memory = update_memory(queries, memory)
         return psnr, distance, weighted, memory, top1
+
+    @torch.no_grad()
+    def error_map(self, x: torch.Tensor, offset: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per-pixel error of the predicted (or reconstructed) frame, the last of the clip.
+
+        The squared error in [0, 1] space, mean over channels: the map whose mean is the MSE
+        behind the PSNR of :meth:`test_frame`. It is computed with the trained memory: the
+        test-time memory updates of the score are not replayed, so a map does not depend on the
+        order the videos are processed in.
+
+        Returns:
+            ``(error (B, H, W), output (B, C, H, W))``.
+        """
+        if offset != x.shape[2] - 1:
+            raise ValueError(f"MNAD scores the last frame of a clip (index {x.shape[2] - 1}), not index {offset}")
+        output, target, _ = self(x)
+        return (((output - target) / 2) ** 2).mean(dim=1), output
 
     def decode_with(self, x: torch.Tensor, memory: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         inputs, target = self.split(x)
