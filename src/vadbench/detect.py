@@ -221,7 +221,7 @@ def detect(
     from vadbench.arrays import save_array
     from vadbench.clips import FlowInput, make_index
     from vadbench.devices import job_device
-    from vadbench.maps import LocalizationSettings, clip_maps, frame_boxes, smooth
+    from vadbench.maps import LocalizationSettings, frame_boxes, smooth, video_maps
     from vadbench.protocol import Protocol
     from vadbench.scoring import frame_scores, model_clip_scores
     from vadbench.training import load_trained
@@ -271,12 +271,8 @@ def detect(
             from vadbench.clips import ClipLoader
 
             loader = ClipLoader(arrays, "test", index, batch_size, flow=flow)
-            error = np.zeros(frames.shape[:3], dtype=np.float16)
-            output = np.zeros(frames.shape, dtype=np.uint8)
-            scored = np.zeros(len(frames), dtype=bool)
-            for ids, e, o in clip_maps(net, loader, protocol.offset, settings.measure, device):
-                t = index.starts[ids] + protocol.offset
-                error[t], output[t], scored[t] = e, o, True
+            (saved,) = video_maps(net, loader, protocol.offset, settings.measure, device)
+            error, output, scored = saved["error"], saved["output"], saved["scored"]
     origin = "training clips of the model (maps rule)"
     if threshold is not None:
         origin = "given (--threshold)"
@@ -316,9 +312,7 @@ def detect(
         with open(tmp / "maps.npz", "wb") as f:
             np.savez_compressed(f, error=error, output=output, scored=scored)
         if video:
-            _write_views(
-                tmp / "viewer", name, frames, error, output, scored, boxes, scores, threshold, settings, record
-            )
+            _write_views(tmp / "viewer", name, frames, saved, boxes, scores, threshold, settings, record)
         write_json(tmp / "detect.json", record)
     log.info("%s: %d frames scored, %d boxes; results in %s", source, int(scored.sum()), record["boxes"], out_dir)
     return record
@@ -328,12 +322,11 @@ def _num(value: float) -> float | str:
     return "" if not np.isfinite(value) else float(value)
 
 
-def _write_views(out, name, frames, error, output, scored, boxes, scores, threshold, settings, record) -> None:
+def _write_views(out, name, frames, saved, boxes, scores, threshold, settings, record) -> None:
     from vadbench.viewer import write_viewer
     from vadbench.views import video_view
 
     (out / "videos").mkdir(parents=True)
-    saved = {"error": error, "output": output, "scored": scored}
     labels = np.zeros(len(frames), dtype=np.uint8)  # new footage has no ground truth
     view = video_view(name, frames, saved, boxes, scores, labels, threshold, settings, out / "videos", None)
     meta = {

@@ -77,6 +77,7 @@ from scipy import ndimage
 from skimage.measure import label, regionprops
 
 from vadbench.errors import ConfigError, DatasetError
+from vadbench.metrics import eer_from_curve
 
 #: Defaults of the papers: UCSD pixel-level coverage; Street Scene IoU, track fraction, FPR range.
 COVERAGE = 0.4
@@ -260,17 +261,6 @@ def _rate_at(critical: np.ndarray, thresholds: np.ndarray) -> np.ndarray:
     return (len(ordered) - np.searchsorted(ordered, thresholds, side="left")) / len(ordered)
 
 
-def _eer_from_curve(fpr: np.ndarray, tpr: np.ndarray) -> float:
-    """Where FPR = FNR on a curve from (0, 0) to (1, 1), interpolated as ``metrics.equal_error_rate``."""
-    fnr = 1 - tpr
-    i = int(np.argmax(fnr <= fpr))
-    if i == 0:
-        return float(fpr[0])
-    d0, d1 = fnr[i - 1] - fpr[i - 1], fnr[i] - fpr[i]
-    w = d0 / (d0 - d1) if d0 != d1 else 0.0
-    return float(fpr[i - 1] + w * (fpr[i] - fpr[i - 1]))
-
-
 def pixel_level_roc(
     errors: Sequence[np.ndarray],
     masks: Sequence[np.ndarray],
@@ -319,7 +309,7 @@ def pixel_level_roc(
     closed_tpr = np.concatenate([[0.0], tpr, [1.0]])
     result.update(
         auc=float(np.trapezoid(closed_tpr, closed_fpr)),
-        eer=_eer_from_curve(closed_fpr, closed_tpr),
+        eer=eer_from_curve(closed_fpr, closed_tpr),
         fpr=fpr.tolist(),
         tpr=tpr.tolist(),
         thresholds=t.tolist(),

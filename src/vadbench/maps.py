@@ -157,6 +157,25 @@ def clip_maps(model, loader, offset: int, measure: str, device) -> Iterator[tupl
             yield ids, error, np.round((out_hwc + 1) * 127.5).astype(np.uint8)
 
 
+def video_maps(model, loader, offset: int, measure: str, device) -> list[dict[str, np.ndarray]]:
+    """Every video of ``loader`` as :func:`load_map` returns it: ``{"error": (T, H, W) float16,
+    "output": (T, H, W, C) uint8, "scored": (T,) bool}``, zeros where no clip scores a frame."""
+    index = loader.index
+    saved = [
+        {
+            "error": np.zeros(v.shape[:3], dtype=np.float16),
+            "output": np.zeros(v.shape, dtype=np.uint8),
+            "scored": np.zeros(v.shape[0], dtype=bool),
+        }
+        for v in loader.videos
+    ]
+    for ids, error, output in clip_maps(model, loader, offset, measure, device):
+        for i, e, o in zip(ids, error, output):
+            video, t = saved[index.video_ids[i]], index.starts[i] + offset
+            video["error"][t], video["output"][t], video["scored"][t] = e, o, True
+    return saved
+
+
 def spread_clips(index, n: int):
     """``n`` clips of ``index`` spread evenly over it (all of them when it holds fewer)."""
     from vadbench.clips import ClipIndex
@@ -228,13 +247,8 @@ def compute_maps(
         index = load_index(index_path, "test")
         loader = ClipLoader(arrays_dir, "test", index, batch_size, flow=flow)
         shapes = [v.shape for v in loader.videos]
-        errors = [np.zeros(s[:3], dtype=np.float16) for s in shapes]
-        outputs = [np.zeros(s, dtype=np.uint8) for s in shapes]
-        scored = [np.zeros(s[0], dtype=bool) for s in shapes]
-        for ids, error, output in clip_maps(model, loader, offset, settings.measure, device):
-            for i, e, o in zip(ids, error, output):
-                v, t = index.video_ids[i], index.starts[i] + offset
-                errors[v][t], outputs[v][t], scored[v][t] = e, o, True
+        saved = video_maps(model, loader, offset, settings.measure, device)
+        errors, outputs, scored = ([m[key] for m in saved] for key in ("error", "output", "scored"))
     boxes: dict[str, list] = {}
     rows = []
     with atomic_path(out_dir) as tmp:
@@ -292,9 +306,7 @@ def load_manifest(maps_dir: str | Path) -> dict[str, Any]:
 LOCALIZATION_KEYS = ("pixel_auc", "pixel_eer", "rbdc", "tbdc")
 
 
-def localization_result(
-    maps_dir: str | Path, boxes_path: str | Path, frames_dir: str | Path, smoothing_sigma: float
-) -> dict[str, Any]:
+def localization_result(maps_dir: str | Path, boxes_path: str | Path, frames_dir: str | Path) -> dict[str, Any]:
     """Pixel-level AUC/EER (UCSD criterion), RBDC and TBDC of one seed's maps and boxes against the
     dataset's pixel masks, over the test videos that have masks (resized to the map size).
 
@@ -313,7 +325,7 @@ def localization_result(
         if mask is None:
             continue
         saved = load_map(maps_dir, video)
-        errors.append(smooth(saved["error"], smoothing_sigma))
+        errors.append(smooth(saved["error"], manifest["smoothing_sigma"]))
         masks.append(mask)
         scored.append(saved["scored"])
         detections.append([[Region(**r) for r in frame] for frame in boxes[video]])

@@ -146,6 +146,12 @@ def equal_error_rate(y: np.ndarray, s: np.ndarray) -> float:
     """The rate where the false-positive and false-negative rates are equal, interpolated
     linearly between the two ROC points around the crossing."""
     fpr, tpr, _ = roc_curve(y, s)
+    return eer_from_curve(fpr, tpr)
+
+
+def eer_from_curve(fpr: np.ndarray, tpr: np.ndarray) -> float:
+    """Where FPR = FNR on a ROC curve from (0, 0) to (1, 1), interpolated linearly between the
+    two points around the crossing."""
     fnr = 1 - tpr
     i = int(np.argmax(fnr <= fpr))  # first point past the crossing (fnr falls, fpr rises)
     if i == 0:

@@ -205,10 +205,9 @@ def evaluate_run(
     result = evaluate(saved["raw"], saved["label"], saved["protocol"])
     result.update(dict.fromkeys(LOCALIZATION_KEYS))
     if maps_dir is not None:
-        from vadbench.maps import load_manifest, localization_result
+        from vadbench.maps import localization_result
 
-        sigma = load_manifest(maps_dir)["smoothing_sigma"]
-        result.update(localization_result(maps_dir, boxes_path, frames_dir, sigma))
+        result.update(localization_result(maps_dir, boxes_path, frames_dir))
     info = read_json(run_info_path)
     with tracked(RunLogger, tracking_uri, info["experiment"], run_id=info["mlflow_run_id"]) as tracker:
         result["mlflow_run_id"] = tracker.run_id
