@@ -266,6 +266,23 @@ def main(argv: list[str] | None = None) -> int:
 
     d.set_defaults(run=run_detect)
 
+    se = sub.add_parser(
+        "search",
+        help="table of a configuration search: validation loss, test AUC, the configuration chosen",
+        description="Reads model.pt (preset, loss history), auc.json and the train benchmark file of each seed "
+        "folder. Per model (the same model on the same clip length) the configuration whose seed-0 run has the "
+        "lowest final validation loss is marked chosen; the test AUC is shown, never used.",
+    )
+    se.add_argument("runs", nargs="+", help="seed folders: results/<dataset>/<variant>/seed<s>")
+    se.add_argument("--seed", type=int, default=0, help="the seed whose validation loss decides (default 0)")
+
+    def run_search(a: argparse.Namespace) -> None:
+        from vadbench.search import read_entry, search_table
+
+        print(search_table([read_entry(r) for r in a.runs], seed=a.seed))
+
+    se.set_defaults(run=run_search)
+
     ap = sub.add_parser("app", help="local web app: pick a model from the MLflow store, upload a video, see the views")
     ap.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
     ap.add_argument("--port", type=int, default=8501)
