@@ -106,6 +106,9 @@ def test_a_model_without_a_validation_loss_is_refused_by_name(searched, tmp_path
         read_entry(out)
     assert main(["search", str(out)]) == 2
     assert "vadbench search: error:" in capsys.readouterr().err
+    (out / "model.pt").unlink()  # still training
+    assert main(["search", str(out)]) == 2
+    assert "model.pt: no such file; the run has not finished training" in capsys.readouterr().err
 
 
 def test_choose_compares_within_a_group_and_ignores_nan():

@@ -46,6 +46,8 @@ def read_entry(run_dir: str | Path) -> SearchEntry:
     from vadbench.training import load_saved
 
     run_dir = Path(run_dir)
+    if not (run_dir / "model.pt").is_file():
+        raise DatasetError(f"{run_dir / 'model.pt'}: no such file; the run has not finished training (leave it out)")
     saved = load_saved(run_dir / "model.pt", what="model")
     config, history = saved["config"], saved["history"]
     if not history or "val_loss" not in history[-1]:

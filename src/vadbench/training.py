@@ -121,7 +121,7 @@ def add_terms(sums: dict[str, Any], parts: dict[str, float | torch.Tensor], n: i
     """Add ``n`` times each loss term of a batch to ``sums``, in float64.
 
     A term that is a tensor is summed where it lives, so the loop never waits for the device; a
-    float (AMMC-Net's own step reads its terms) is summed on the host. Either way the arithmetic
+    float (a model step that reads its terms itself) is summed on the host. Either way the arithmetic
     is the float64 ``value * n`` added in batch order, so the epoch means are those of summing
     ``.item()`` floats, bit for bit. Read the sums with :func:`read_terms`.
     """

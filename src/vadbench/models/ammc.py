@@ -409,14 +409,15 @@ class _GANTraining(nn.Module):
             "discriminator": {"params": list(self.discriminator.parameters()), "lr_scale": self.discriminator_lr_scale},
         }
 
-    def training_loss(self, clips: FlowClips) -> tuple[torch.Tensor, dict[str, float]]:
-        """The generator objective, no optimiser step (in eval mode the codebooks do not move)."""
+    def training_loss(self, clips: FlowClips) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """The generator objective, no optimiser step (in eval mode the codebooks do not move).
+        The terms are detached 0-d tensors, read by the loop once per epoch (no wait per batch)."""
         loss, terms, _, _ = self._generator(clips)
-        return loss, {"loss": loss.item(), **{name: value.item() for name, value in terms.items()}}
+        return loss, {"loss": loss.detach(), **{name: value.detach() for name, value in terms.items()}}
 
     def training_step(
         self, clips: FlowClips, optimizers: Mapping[str, torch.optim.Optimizer], autocast: Callable[[], ContextManager]
-    ) -> dict[str, float]:
+    ) -> dict[str, torch.Tensor]:
         """One generator update, then one discriminator update on the same detached prediction.
 
         Args:
@@ -425,7 +426,8 @@ class _GANTraining(nn.Module):
             autocast: returns the context the forward passes run under.
 
         Returns:
-            Floats: ``loss`` (generator total), each generator term, ``discriminator``.
+            Detached 0-d tensors, left on the device (the loop sums them there and reads the
+            sums once per epoch): ``loss`` (generator total), each generator term, ``discriminator``.
         """
         with autocast():
             loss, terms, prediction, target = self._generator(clips)
@@ -438,8 +440,8 @@ class _GANTraining(nn.Module):
         optimizers["discriminator"].zero_grad(set_to_none=True)
         d_loss.backward()
         optimizers["discriminator"].step()
-        out = {"loss": loss.item(), **{name: value.item() for name, value in terms.items()}}
-        out["discriminator"] = d_loss.item()
+        out = {"loss": loss.detach(), **{name: value.detach() for name, value in terms.items()}}
+        out["discriminator"] = d_loss.detach()
         return out
 
 
