@@ -137,13 +137,24 @@ def matmul_peak(threads: int, n: int = 2048, reps: int = 10, dtype: torch.dtype 
 
 
 def training_rate(
-    model_name: str, params: dict, size, clip_length: int, batch: int, threads: int, steps: int, amp: str
+    model_name: str,
+    params: dict,
+    size,
+    clip_length: int,
+    batch: int,
+    threads: int,
+    steps: int,
+    amp: str,
+    memory_format: str = "contiguous",
 ):
     torch.set_num_threads(threads)
     torch.manual_seed(0)
     model = build_model(model_name, **params)
-    opt = torch.optim.Adam(model.parameters(), 1e-4)
     x = torch.rand(batch, params["in_channels"], clip_length, *size) * 2 - 1
+    if memory_format == "channels_last_3d":  # as the preset key does in training
+        model = model.to(memory_format=torch.channels_last_3d)
+        x = x.contiguous(memory_format=torch.channels_last_3d)
+    opt = torch.optim.Adam(model.parameters(), 1e-4)
     with FlopCounterMode(display=False) as counter:
         model(x)
     forward_flops = counter.get_total_flops()
@@ -206,15 +217,17 @@ def main() -> None:
         run = run_config(config, "toy", variant, 0)
         vp = run["preset"]
         vsize, vt, vbatch = tuple(vp["frame_size"]), vp["clip_length"], vp["batch_size"]
+        formats = ("contiguous", "channels_last_3d") if run["model"] in ("ae", "memae") else ("contiguous",)
         for amp in ("none", "bf16"):
-            rate, gflops = training_rate(
-                run["model"], run["model_params"], vsize, vt, vbatch, args.threads, args.steps, amp
-            )
-            print(
-                f"  train {variant:10s} ({run['preset_name']}, {vsize[0]}x{vsize[1]}, {vt} frames, batch {vbatch}) "
-                f"amp={amp:5s}: {rate:7.1f} clips/s, {gflops:7.1f} GFLOP/s = {gflops / peaks[amp]:5.2f} x "
-                f"{'fp32' if amp == 'none' else 'bf16'} peak"
-            )
+            for memory_format in formats:
+                rate, gflops = training_rate(
+                    run["model"], run["model_params"], vsize, vt, vbatch, args.threads, args.steps, amp, memory_format
+                )
+                print(
+                    f"  train {variant:10s} ({run['preset_name']}, {vsize[0]}x{vsize[1]}, {vt} frames, batch {vbatch}) "
+                    f"amp={amp:5s} {memory_format:16s}: {rate:7.1f} clips/s, {gflops:7.1f} GFLOP/s = "
+                    f"{gflops / peaks[amp]:5.2f} x {'fp32' if amp == 'none' else 'bf16'} peak"
+                )
 
 
 if __name__ == "__main__":

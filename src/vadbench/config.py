@@ -241,6 +241,11 @@ def _check_streams_from(config: dict[str, Any], name: str, variant: dict[str, An
 
 def _check_preset_for_model(name: str, preset: dict[str, Any], model: str) -> None:
     t, (h, w) = preset["clip_length"], preset["frame_size"]
+    if preset.get("memory_format", "contiguous") != "contiguous" and model not in ("ae", "memae"):
+        raise ConfigError(
+            f"config key presets.{name}.memory_format: {preset['memory_format']} is for the 3D-conv models "
+            f"(ae, memae), not {model}; leave it out (contiguous) for this preset"
+        )
     if model in AMMC_MODELS:
         if h % 8 or w % 8 or t < 3 or "flow" not in preset:
             raise ConfigError(

@@ -96,6 +96,14 @@ def make_optimizers(model: torch.nn.Module, preset: dict[str, Any]) -> dict[str,
     }
 
 
+def _to(clips: Any, device: torch.device, memory_format: torch.memory_format) -> Any:
+    """A batch on the training device, in ``memory_format`` (a tensor batch; others as they are)."""
+    clips = clips.to(device, non_blocking=True)
+    if memory_format is not torch.contiguous_format and isinstance(clips, torch.Tensor):
+        clips = clips.contiguous(memory_format=memory_format)
+    return clips
+
+
 def training_step(
     model: torch.nn.Module, clips: Any, optimizers: dict[str, torch.optim.Optimizer], autocast
 ) -> dict[str, float | torch.Tensor]:
@@ -231,6 +239,15 @@ def _autocast(device: torch.device, amp: str):
     return contextlib.nullcontext
 
 
+def _memory_format(preset: dict[str, Any]) -> torch.memory_format:
+    """The layout training keeps conv weights and batches in. With ``channels_last_3d`` oneDNN runs
+    the 3D convolutions on the channels-last layout it computes in instead of reordering every
+    activation there and back (most of a contiguous step's oneDNN time on the project's CPU,
+    ``benchmarks/RESULTS.md``). Other kernels then round differently, so the weights are not
+    those of a contiguous run: the key is part of the preset, hence of the run's identity."""
+    return torch.channels_last_3d if preset.get("memory_format") == "channels_last_3d" else torch.contiguous_format
+
+
 def _save(path: Path, obj: dict[str, Any]) -> None:
     with atomic_path(path) as tmp:
         torch.save(obj, tmp)
@@ -332,15 +349,20 @@ def resume_mode(
 
 
 @torch.no_grad()
-def validation_loss(model: torch.nn.Module, loader: ClipLoader, device: torch.device) -> float:
+def validation_loss(
+    model: torch.nn.Module,
+    loader: ClipLoader,
+    device: torch.device,
+    memory_format: torch.memory_format = torch.contiguous_format,
+) -> float:
     """Mean training loss over the held-out clips, in eval mode (BatchNorm running statistics;
-    a GAN's generator objective)."""
+    a GAN's generator objective), the batches in the layout the model trains in."""
     model.eval()
     sums: dict[str, Any] = {}
     seen = 0
     with contextlib.closing(loader.batches()) as batches:
         for _, clips in batches:
-            loss, _ = model.training_loss(clips.to(device))
+            loss, _ = model.training_loss(_to(clips, device, memory_format))
             add_terms(sums, {"loss": loss}, len(clips))
             seen += len(clips)
     model.train()
@@ -420,7 +442,8 @@ def _train_on(
         torch.use_deterministic_algorithms(True)
     torch.manual_seed(run["seed"])
     np.random.seed(run["seed"])
-    model = build_model(run["model"], **run["model_params"]).to(device)
+    memory_format = _memory_format(preset)
+    model = build_model(run["model"], **run["model_params"]).to(device, memory_format=memory_format)
     flow = flow_input(model, flow_dir, preset)
     optimizers = make_optimizers(model, preset)
     schedulers = {name: make_scheduler(optimizer, preset) for name, optimizer in optimizers.items()}
@@ -521,7 +544,7 @@ def _train_on(
                 for b, (_, clips) in enumerate(batches):
                     if b < skip:  # done before a SIGTERM
                         continue
-                    parts = training_step(model, clips.to(device, non_blocking=True), optimizers, autocast)
+                    parts = training_step(model, _to(clips, device, memory_format), optimizers, autocast)
                     add_terms(sums, parts, len(clips))
                     seen += len(clips)
                     seen_here += len(clips)
@@ -537,7 +560,7 @@ def _train_on(
                 if scheduler is not None:
                     scheduler.step()
             if val_loader is not None:
-                record["val_loss"] = validation_loss(model, val_loader, device)
+                record["val_loss"] = validation_loss(model, val_loader, device, memory_format)
             history.append(record)
             save_checkpoint(epoch)
             if tracker is not None:
