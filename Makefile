@@ -44,6 +44,7 @@ format: venv
 
 bench: venv
 	$(BIN)/python benchmarks/loader_and_training.py
+	$(BIN)/python benchmarks/cpu_isa.py
 
 clean:
 	rm -rf results resources logs .snakemake

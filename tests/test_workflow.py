@@ -66,6 +66,7 @@ def test_aggregate_json_reports_seeds_protocol_and_versions(finished):
         "scored_frame_index": 8,
     }
     assert result["preset"]["name"] == "tiny" and result["preset"]["widths"] == [4, 8, 8, 8]
+    assert result["amp"] == "none" and [s["amp"] for s in result["per_seed"]] == ["none", "none"]  # as trained
     assert result["versions"]["torch"].startswith("2.13")
     seed = json.loads((finished / "results/toy/memae/seed0/auc.json").read_text())
     # 3 test videos of 48 frames, 8 + 7 edge frames dropped from each
@@ -186,6 +187,7 @@ def test_mlflow_holds_one_run_per_variant_and_seed(finished):
     for run in runs:
         assert run.info.status == "FINISHED"
         assert run.data.params["preset.lr"] == "0.001" and run.data.params["model"] in ("ae", "memae")
+        assert run.data.tags["amp"] == "none"
         assert "micro_auc" in run.data.metrics and "macro_auc" in run.data.metrics
         losses = client.get_metric_history(run.info.run_id, "train_loss")
         assert [m.step for m in losses] == [0, 1]

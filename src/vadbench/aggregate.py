@@ -9,6 +9,9 @@ from typing import Any
 import numpy as np
 
 from vadbench.fileio import read_json
+from vadbench.logs import get_logger
+
+log = get_logger("aggregate")
 
 SUMMARISED = ("micro_auc", "micro_auc_raw", "macro_auc", "eer", "aupr", "pixel_auc", "pixel_eer", "rbdc", "tbdc")
 
@@ -59,6 +62,24 @@ def mean_std(values: list[float]) -> dict[str, float | None]:
     return {"mean": float(arr.mean()), "std": float(arr.std(ddof=1)) if len(arr) > 1 else 0.0}
 
 
+def trained_precision(seeds: list[int], records: list[dict[str, Any]]) -> str | None:
+    """The precision the seeds were trained in (``amp: auto`` resolves per machine): one value,
+    or, if seeds ran on different hardware, which seeds used which, e.g. ``"bf16 (seeds 0, 1),
+    none (seed 2)"``; None if no seed recorded one (older runs)."""
+    by_amp: dict[str, list[int]] = {}
+    for seed, record in zip(seeds, records):
+        if record.get("amp") is not None:
+            by_amp.setdefault(record["amp"], []).append(seed)
+    if len(by_amp) <= 1:
+        return next(iter(by_amp), None)
+    log.warning("seeds were trained in different precisions (amp auto on different hardware): %s", by_amp)
+
+    def seeds_text(s: list[int]) -> str:
+        return f"seed{'s' if len(s) > 1 else ''} {', '.join(map(str, s))}"
+
+    return ", ".join(f"{amp} ({seeds_text(s)})" for amp, s in sorted(by_amp.items()))
+
+
 def aggregate_seeds(
     auc_paths: list[str | Path], seeds: list[int], run: dict[str, Any], versions: dict[str, str], commit: str | None
 ) -> dict[str, Any]:
@@ -89,6 +110,7 @@ def aggregate_seeds(
                     "frames_scored",
                     "per_video_auc",
                     "mlflow_run_id",
+                    "amp",
                 )
             },
             **({"stage1_mlflow_run_ids": r["stage1_mlflow_run_ids"]} if r.get("stage1_mlflow_run_ids") else {}),
@@ -96,6 +118,7 @@ def aggregate_seeds(
         for s, r in zip(seeds, records)
     ]
     result["protocol"] = records[0]["protocol"]
+    result["amp"] = trained_precision(seeds, records)
     result["preset"] = {"name": run["preset_name"], **run["preset"]}
     result["model_params"] = run["model_params"]
     result["versions"] = versions

@@ -194,6 +194,8 @@ def validate_config(config: dict[str, Any], schema_path: str | Path) -> None:
                     f"{err}. Variant {name} runs at preset {base} of a dataset: give it a preset of its own "
                     f"with variants.{name}.presets.{base}: <preset>"
                 ) from None
+    for name, variant in config["variants"].items():  # once every preset it names is known to exist
+        _check_model_from(config, name, variant)
 
 
 #: Models scored by a stateless clip error, the protocol's ``error`` (MemAE and its AE baseline).
@@ -213,6 +215,36 @@ def _check_error_measure(name: str, model: str, error: str | None) -> None:
             f"{key}: {error!r} is a MemAE/AE clip error, but variant {name} is model {model}, scored by its "
             f"own test procedure; remove the key (and use the protocol name of that model)"
         )
+
+
+def _check_model_from(config: dict[str, Any], name: str, variant: dict[str, Any]) -> None:
+    """``model_from`` names a variant that trains its own model, the very model this one would train."""
+    owner = variant.get("model_from")
+    if owner is None:
+        return
+    key = f"config key variants.{name}.model_from"
+    if variant["model"] in AMMC_MODELS or "streams_from" in variant:
+        raise ConfigError(f"{key}: AMMC-Net variants share trained parts with streams_from instead")
+    source = config["variants"].get(owner)
+    if owner == name or source is None or "model_from" in source:
+        trainers = [v for v, s in config["variants"].items() if "model_from" not in s and v != name]
+        raise ConfigError(
+            f"{key}: {owner!r} must be another variant that trains its own model (no model_from of its own); "
+            f"variants that train: {', '.join(trainers)}"
+        )
+    for dataset in config["datasets"]:
+        mine, theirs = run_config(config, dataset, name, 0), run_config(config, dataset, owner, 0)
+        if {**mine, "variant": owner} != theirs:
+            changed = ", ".join(k for k in mine if k != "variant" and mine[k] != theirs.get(k))
+            raise ConfigError(
+                f"{key}: on dataset {dataset} {name} would train another model than {owner} ({changed} differ); "
+                f"give both the same model, params and presets, or drop model_from so {name} trains its own"
+            )
+
+
+def model_owner(config: dict[str, Any], variant: str) -> str:
+    """The variant whose trained model ``variant`` scores: ``model_from``, else itself."""
+    return config["variants"][variant].get("model_from", variant)
 
 
 def _check_streams_from(config: dict[str, Any], name: str, variant: dict[str, Any]) -> None:

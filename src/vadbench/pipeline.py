@@ -43,6 +43,7 @@ def train_run(
     streams: dict[str, str | Path] | None = None,
     system_metrics: bool | str = "auto",
     system_metrics_interval: float = 10.0,
+    model_from: str | Path | None = None,
 ) -> None:
     """Train one model and log it to MLflow; a rerun after a crash resumes the same MLflow run.
 
@@ -53,7 +54,8 @@ def train_run(
     ``stream_<name>.pt``, with its ``stream_<name>.json`` run info beside it) are the trained
     streams stage 2 starts from, whose digests join ``run`` as ``run["init"]`` and whose MLflow
     runs are recorded in the run info for nesting. A stream variant given its own stream is
-    not trained again: :func:`promote_stream`.
+    not trained again: :func:`promote_stream`. Nor is a ``model_from`` variant given its owner's
+    ``model_from`` model (:func:`promote_model`).
 
     ``system_metrics`` (config ``mlflow.system_metrics``: ``True``, ``False`` or ``"auto"``, on
     for a GPU job, see :func:`vadbench.tracking.system_metrics_on`) samples MLflow's system
@@ -63,6 +65,8 @@ def train_run(
     from vadbench.training import checkpoint_meta, train_model
 
     streams = {name: Path(path) for name, path in (streams or {}).items()}
+    if model_from is not None:
+        return promote_model(run, Path(model_from), model_path, run_info_path, tracking_uri, experiment)
     if run.get("model") == "ammc_stream" and streams:
         return promote_stream(run, streams, model_path, run_info_path, tracking_uri, experiment)
     if streams:
@@ -84,7 +88,7 @@ def train_run(
         system_metrics=sample,
         system_metrics_interval=system_metrics_interval,
     ) as tracker:
-        train_model(
+        trained = train_model(
             run,
             arrays_dir,
             index_path,
@@ -97,7 +101,7 @@ def train_run(
             init_from=streams or None,
         )
         log_memory_items(model_path, tracker)
-        info = _run_info(tracker, tracking_uri, experiment)
+        info = _run_info(tracker, tracking_uri, experiment) | {"amp": trained["amp"]}
         if streams:
             info["stage1_mlflow_run_ids"] = [
                 read_json(p.with_suffix(".json"))["mlflow_run_id"] for p in streams.values()
@@ -136,32 +140,102 @@ def promote_stream(
     fingerprint and history under this variant's name; its MLflow run gets the stream's params,
     its per-epoch losses and a ``stage1_mlflow_run_id`` tag pointing at the run that trained it.
     """
+    ((name, path),) = streams.items()
+    _promote(
+        run,
+        path,
+        f"{name} stream model",
+        "streams_from",
+        "stage1_mlflow_run_id",
+        model_path,
+        run_info_path,
+        tracking_uri,
+        experiment,
+    )
+
+
+def promote_model(
+    run: dict[str, Any],
+    path: Path,
+    model_path: str | Path,
+    run_info_path: str | Path,
+    tracking_uri: str,
+    experiment: str,
+) -> None:
+    """Make the model another variant trained this variant's model (``model_from``: ``ae_mse``
+    scores ``ae``'s weights with the official AE branch's error), after checking that it is the
+    model this variant would have trained; the copy's MLflow run gets a ``model_from_mlflow_run_id``
+    tag pointing at the run that trained it.
+
+    Raises:
+        ConfigError: the model was trained from another run config (a stale file from before a
+            config change, or one put there by hand).
+    """
+    from vadbench.errors import ConfigError
+    from vadbench.training import load_saved, run_identity
+
+    trained = run_identity(load_saved(path, what="model")["config"])
+    run = run_identity(run)
+    if {**trained, "variant": run["variant"]} != run:
+        changed = ", ".join(k for k in run if k != "variant" and run[k] != trained.get(k))
+        raise ConfigError(
+            f"{path}: trained for another run config than variant {run['variant']} would train ({changed} differ); "
+            f"rerun its owner's training (snakemake --forcerun train) or drop model_from"
+        )
+    _promote(
+        run,
+        path,
+        "model",
+        "model_from",
+        "model_from_mlflow_run_id",
+        model_path,
+        run_info_path,
+        tracking_uri,
+        experiment,
+    )
+
+
+def _promote(
+    run: dict[str, Any],
+    path: Path,
+    what: str,
+    link: str,
+    tag: str,
+    model_path: str | Path,
+    run_info_path: str | Path,
+    tracking_uri: str,
+    experiment: str,
+) -> None:
+    """Copy the trained model at ``path`` under ``run``'s variant (config key ``link`` names the
+    variant that trained it) with an MLflow run of its own: the owner's params and losses, and
+    ``tag`` pointing at the owner's run."""
     import torch
 
+    from vadbench.config import flat_params
     from vadbench.fileio import atomic_path
     from vadbench.tracking import RunLogger, tracked
     from vadbench.training import load_saved, log_epoch
 
-    ((name, path),) = streams.items()
-    state = load_saved(path, what=f"{name} stream model")
-    config = {**state["config"], "variant": run["variant"], "streams_from": state["config"]["variant"]}
-    source = read_json(path.with_suffix(".json"))["mlflow_run_id"]
+    state = load_saved(path, what=what)
+    config = {**state["config"], "variant": run["variant"], link: state["config"]["variant"]}
+    source = read_json(path.with_suffix(".json") if link == "streams_from" else path.parent / "run.json")[
+        "mlflow_run_id"
+    ]
+    amp = {"amp": state["amp"]} if "amp" in state else {}
     with tracked(
         RunLogger,
         tracking_uri,
         experiment,
         run_name=f"{run['variant']}-seed{run['seed']}",
-        tags=_run_tags(run) | {"stage1_mlflow_run_id": source},
+        tags=_run_tags(run) | {tag: source} | amp,
     ) as tracker:
-        from vadbench.config import flat_params
-
         tracker.log_params(flat_params(config))
         for record in state["history"]:
             log_epoch(tracker, record)
         with atomic_path(model_path) as tmp:
             torch.save({**state, "config": config, "meta": {"mlflow_run_id": tracker.run_id}}, tmp)
-        write_json(run_info_path, _run_info(tracker, tracking_uri, experiment))
-    log.info("%s is the %s stream of %s (%s), unchanged", model_path, name, config["streams_from"], path)
+        write_json(run_info_path, _run_info(tracker, tracking_uri, experiment) | {"amp": state.get("amp")})
+    log.info("%s is the %s of %s (%s), unchanged: not trained again", model_path, what, config[link], path)
 
 
 def log_memory_items(model_path: str | Path, tracker) -> None:
@@ -211,6 +285,7 @@ def evaluate_run(
     info = read_json(run_info_path)
     with tracked(RunLogger, tracking_uri, info["experiment"], run_id=info["mlflow_run_id"]) as tracker:
         result["mlflow_run_id"] = tracker.run_id
+        result["amp"] = info.get("amp")  # the precision it was trained in; None from an older run.json
         if info.get("stage1_mlflow_run_ids"):
             result["stage1_mlflow_run_ids"] = info["stage1_mlflow_run_ids"]
         write_json(out_path, result)

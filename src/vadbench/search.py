@@ -68,7 +68,7 @@ def read_entry(run_dir: str | Path) -> SearchEntry:
         variant=config["variant"],
         seed=int(config["seed"]),
         group=_group(config),
-        preset=config["preset"],
+        preset={**config["preset"], "amp": saved.get("amp", config["preset"].get("amp", "none"))},  # as trained
         val_loss=float(history[-1]["val_loss"]),
         micro_auc=micro_auc,
         train_minutes=minutes,

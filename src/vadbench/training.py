@@ -71,6 +71,7 @@ from vadbench.fileio import atomic_path, open_lock_file, write_lock_owner
 from vadbench.fingerprint import data_fingerprint, describe, difference
 from vadbench.logs import get_logger
 from vadbench.models import build_model
+from vadbench.precision import resolve_amp
 
 log = get_logger("training")
 
@@ -239,6 +240,24 @@ def _autocast(device: torch.device, amp: str):
     return contextlib.nullcontext
 
 
+def _precision(preset: dict[str, Any], device: torch.device, resumed: dict[str, Any] | None) -> str:
+    """The precision this run computes in: a resumed run keeps its checkpoint's, so that moving a
+    preempted ``amp: auto`` job to a node with other hardware does not switch precision halfway."""
+    amp = preset.get("amp", "none")
+    here = resolve_amp(amp, device)
+    saved = (resumed or {}).get("amp", here)
+    if saved != here:
+        log.warning(
+            "the checkpoint was trained in %s; continuing in %s, not in %s as amp %s means here",
+            saved,
+            saved,
+            here,
+            amp,
+        )
+    log.info("precision %s (preset amp %s, device %s)", "fp32" if saved == "none" else saved, amp, device)
+    return saved
+
+
 def _memory_format(preset: dict[str, Any]) -> torch.memory_format:
     """The layout training keeps conv weights and batches in. With ``channels_last_3d`` oneDNN runs
     the 3D convolutions on the channels-last layout it computes in instead of reordering every
@@ -401,7 +420,8 @@ def train_model(
             a checkpoint made from other streams is not resumed.
 
     Returns:
-        The loss history, one dict per epoch.
+        ``{"history": the loss history, one dict per epoch, "amp": the precision it trained in}``
+        (``"none"`` is fp32; see :func:`vadbench.precision.resolve_amp`).
     """
     from vadbench.devices import job_device
 
@@ -491,12 +511,18 @@ def _train_on(
                 for name, path in init_from.items()
             }
         )
+    amp = _precision(preset, device, state if mode is not None else None)
     if tracker is not None and mode != "same":
         from vadbench.config import flat_params
 
         tracker.log_params(flat_params(run))
         tracker.set_tags(
-            {"device": str(device), "threads": threads, **{f"version.{k}": v for k, v in versions().items()}}
+            {
+                "device": str(device),
+                "threads": threads,
+                "amp": amp,
+                **{f"version.{k}": v for k, v in versions().items()},
+            }
         )
         for record in history:  # an extended run gets a new MLflow run: give it the earlier epochs too
             log_epoch(tracker, record)
@@ -513,7 +539,7 @@ def _train_on(
     )
     began = time.monotonic()
     partial = state.get("partial") if mode is not None else None
-    autocast = _autocast(device, preset.get("amp", "none"))
+    autocast = _autocast(device, amp)
 
     def save_checkpoint(last_epoch: int, **extra: Any) -> None:
         _save(
@@ -527,6 +553,7 @@ def _train_on(
                 "config": run,
                 "meta": meta or {},
                 "fingerprint": fingerprint,
+                "amp": amp,
                 **extra,
             },
         )
@@ -588,9 +615,10 @@ def _train_on(
             "versions": versions(),
             "meta": meta or {},
             "fingerprint": fingerprint,
+            "amp": amp,
         },
     )
-    return {"history": history}
+    return {"history": history, "amp": amp}
 
 
 def flow_input(model: torch.nn.Module, flow_dir: str | Path | None, preset: dict[str, Any]) -> FlowInput | None:

@@ -5,6 +5,7 @@ from vadbench.config import (
     AMMC_MODELS,
     STREAMS,
     localization_of,
+    model_owner,
     preset_of,
     protocol_of,
     run_config,
@@ -95,6 +96,14 @@ def get_stream_models(wildcards):
         f"results/{wildcards.dataset}/{owner}/seed{wildcards.seed}/stream_{stream}.pt"
         for stream in streams_needed(config, wildcards.variant)
     ]
+
+
+def get_source_model(wildcards):
+    """The trained model a ``model_from`` variant's ``train`` job takes over instead of training."""
+    owner = model_owner(config, wildcards.variant)
+    if owner == wildcards.variant:
+        return []
+    return [f"results/{wildcards.dataset}/{owner}/seed{wildcards.seed}/model.pt"]
 
 
 def get_stream_run(wildcards):

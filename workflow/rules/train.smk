@@ -28,12 +28,14 @@ rule train_stream:
 
 rule train:
     """Train one model per (dataset, variant, seed); per-epoch checkpoint, losses to MLflow.
-    AMMC-Net's stage 2 starts from the stage-1 streams of ``train_stream``."""
+    AMMC-Net's stage 2 starts from the stage-1 streams of ``train_stream``; a ``model_from``
+    variant takes over its owner's trained model instead of training the same one again."""
     input:
         arrays=get_arrays,
         index=get_index,
         flow=get_flow,
         streams=get_stream_models,
+        source=get_source_model,
         store="results/mlflow/store.json",
     output:
         model="results/{dataset}/{variant}/seed{seed}/model.pt",

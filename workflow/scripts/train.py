@@ -29,6 +29,7 @@ with redirect_to(snakemake.log[0]):
         threads=snakemake.threads,
         flow_dir=snakemake.input.flow or None,
         streams={Path(p).stem.removeprefix("stream_"): p for p in snakemake.input.get("streams", [])},
+        model_from=next(iter(snakemake.input.get("source", [])), None),
         system_metrics=mlflow_config.get("system_metrics", "auto"),
         system_metrics_interval=mlflow_config.get("system_metrics_interval", 10),
     )
