@@ -220,4 +220,8 @@ def test_a_render_that_fails_midway_leaves_the_old_file_and_no_temporary(tmp_pat
     assert [p.name for p in tmp_path.iterdir()] == ["video.mp4"]
     assert path.read_bytes() == b"the previous render"
     render_video(path, **make_case(), vmax=VMAX, title="toy 01")  # and a rerun replaces it whole
-    assert path.read_bytes() == rendered[3].read_bytes()
+    # whole: every frame decodes and shows what the first render shows (byte identity is the test
+    # above's; after an aborted encode on an oversubscribed CPU one CI run got other x264 bytes)
+    info, frames = decode(path)
+    assert info == rendered[1] and len(frames) == len(rendered[2]) == T
+    assert max(float(np.abs(a - b).mean()) for a, b in zip(frames, rendered[2])) < 1.0
