@@ -140,11 +140,16 @@ def promote_stream(
     fingerprint and history under this variant's name; its MLflow run gets the stream's params,
     its per-epoch losses and a ``stage1_mlflow_run_id`` tag pointing at the run that trained it.
     """
+    from vadbench.training import load_saved
+
     ((name, path),) = streams.items()
+    state = load_saved(path, what=f"{name} stream model")
+    owner = path.with_suffix(".json")  # stream_<name>.json beside stream_<name>.pt
     _promote(
         run,
+        state,
         path,
-        f"{name} stream model",
+        owner,
         "streams_from",
         "stage1_mlflow_run_id",
         model_path,
@@ -174,7 +179,8 @@ def promote_model(
     from vadbench.errors import ConfigError
     from vadbench.training import load_saved, run_identity
 
-    trained = run_identity(load_saved(path, what="model")["config"])
+    state = load_saved(path, what="model")
+    trained = run_identity(state["config"])
     run = run_identity(run)
     if {**trained, "variant": run["variant"]} != run:
         changed = ", ".join(k for k in run if k != "variant" and run[k] != trained.get(k))
@@ -182,10 +188,12 @@ def promote_model(
             f"{path}: trained for another run config than variant {run['variant']} would train ({changed} differ); "
             f"rerun its owner's training (snakemake --forcerun train) or drop model_from"
         )
+    owner = path.parent / "run.json"
     _promote(
         run,
+        state,
         path,
-        "model",
+        owner,
         "model_from",
         "model_from_mlflow_run_id",
         model_path,
@@ -197,8 +205,9 @@ def promote_model(
 
 def _promote(
     run: dict[str, Any],
+    state: dict[str, Any],
     path: Path,
-    what: str,
+    owner_info: Path,
     link: str,
     tag: str,
     model_path: str | Path,
@@ -206,21 +215,18 @@ def _promote(
     tracking_uri: str,
     experiment: str,
 ) -> None:
-    """Copy the trained model at ``path`` under ``run``'s variant (config key ``link`` names the
-    variant that trained it) with an MLflow run of its own: the owner's params and losses, and
-    ``tag`` pointing at the owner's run."""
+    """Save ``state``, the trained model read from ``path``, as ``run``'s variant's model (config
+    key ``link`` names the variant that trained it) with an MLflow run of its own: the owner's
+    params and losses, and ``tag`` pointing at the owner's run (from its run info ``owner_info``)."""
     import torch
 
     from vadbench.config import flat_params
     from vadbench.fileio import atomic_path
     from vadbench.tracking import RunLogger, tracked
-    from vadbench.training import load_saved, log_epoch
+    from vadbench.training import log_epoch
 
-    state = load_saved(path, what=what)
     config = {**state["config"], "variant": run["variant"], link: state["config"]["variant"]}
-    source = read_json(path.with_suffix(".json") if link == "streams_from" else path.parent / "run.json")[
-        "mlflow_run_id"
-    ]
+    source = read_json(owner_info)["mlflow_run_id"]
     amp = {"amp": state["amp"]} if "amp" in state else {}
     with tracked(
         RunLogger,
@@ -235,7 +241,7 @@ def _promote(
         with atomic_path(model_path) as tmp:
             torch.save({**state, "config": config, "meta": {"mlflow_run_id": tracker.run_id}}, tmp)
         write_json(run_info_path, _run_info(tracker, tracking_uri, experiment) | {"amp": state.get("amp")})
-    log.info("%s is the %s of %s (%s), unchanged: not trained again", model_path, what, config[link], path)
+    log.info("%s is the model %s trained (%s), unchanged: not trained again", model_path, config[link], path)
 
 
 def log_memory_items(model_path: str | Path, tracker) -> None:
