@@ -235,11 +235,17 @@ def _check_model_from(config: dict[str, Any], name: str, variant: dict[str, Any]
     for dataset in config["datasets"]:
         mine, theirs = run_config(config, dataset, name, 0), run_config(config, dataset, owner, 0)
         if {**mine, "variant": owner} != theirs:
-            changed = ", ".join(k for k in mine if k != "variant" and mine[k] != theirs.get(k))
+            changed = parts_that_differ(mine, theirs)
             raise ConfigError(
                 f"{key}: on dataset {dataset} {name} would train another model than {owner} ({changed} differ); "
                 f"give both the same model, params and presets, or drop model_from so {name} trains its own"
             )
+
+
+def parts_that_differ(run: dict[str, Any], other: dict[str, Any]) -> str:
+    """The top-level keys (model, model_params, preset, ...) in which two run configs differ, the
+    variant name aside: why one variant cannot take over another's model."""
+    return ", ".join(k for k in run if k != "variant" and run[k] != other.get(k))
 
 
 def model_owner(config: dict[str, Any], variant: str) -> str:

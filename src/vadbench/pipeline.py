@@ -176,6 +176,7 @@ def promote_model(
         ConfigError: the model was trained from another run config (a stale file from before a
             config change, or one put there by hand).
     """
+    from vadbench.config import parts_that_differ
     from vadbench.errors import ConfigError
     from vadbench.training import load_saved, run_identity
 
@@ -183,7 +184,7 @@ def promote_model(
     trained = run_identity(state["config"])
     run = run_identity(run)
     if {**trained, "variant": run["variant"]} != run:
-        changed = ", ".join(k for k in run if k != "variant" and run[k] != trained.get(k))
+        changed = parts_that_differ(run, trained)
         raise ConfigError(
             f"{path}: trained for another run config than variant {run['variant']} would train ({changed} differ); "
             f"rerun its owner's training (snakemake --forcerun train) or drop model_from"
