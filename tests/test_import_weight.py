@@ -40,31 +40,33 @@ MUST_NOT_LOAD = {
 }
 
 
-def job_imports(rule: str) -> list[str]:
-    """The modules a job of ``rule`` imports: its script's, and those inside each vadbench function it calls."""
+def job_imports(rule: str, names: bool = False) -> list[str]:
+    """The modules a job of ``rule`` imports: its script's, and those inside each vadbench function
+    it calls; with ``names``, what it imports from them as ``module.name`` (``from m import n``)."""
     tree = ast.parse((REPO / "workflow/scripts" / f"{rule}.py").read_text())
     modules = []
     for node in tree.body:
         if isinstance(node, ast.ImportFrom) and node.module:
-            modules.append(node.module)
+            modules += [f"{node.module}.{a.name}" for a in node.names] if names else [node.module]
             for alias in node.names:
                 function = getattr(importlib.import_module(node.module), alias.name)
                 if callable(function) and getattr(function, "__module__", "").startswith("vadbench"):
-                    modules += imports_in_body(function)
+                    modules += imports_in_body(function, names)
         elif isinstance(node, ast.Import):
             modules += [alias.name for alias in node.names]
     return modules
 
 
-def imports_in_body(function) -> list[str]:
-    """The modules imported by ``import`` statements inside ``function``'s body, conditional ones included."""
+def imports_in_body(function, names: bool = False) -> list[str]:
+    """The modules imported by ``import`` statements inside ``function``'s body, conditional ones
+    included (with ``names``: ``module.name`` for each name a ``from`` import takes)."""
     source = Path(sys.modules[function.__module__].__file__).read_text()
     for node in ast.walk(ast.parse(source)):
         if isinstance(node, ast.FunctionDef) and node.name == function.__name__:
             found = []
             for inner in ast.walk(node):
                 if isinstance(inner, ast.ImportFrom) and inner.module and inner.level == 0:
-                    found.append(inner.module)
+                    found += [f"{inner.module}.{a.name}" for a in inner.names] if names else [inner.module]
                 elif isinstance(inner, ast.Import):
                     found += [alias.name for alias in inner.names]
             return found
@@ -102,9 +104,20 @@ def test_the_plots_job_draws_with_the_headless_agg_backend():
 
 def test_the_job_import_reader_sees_imports_inside_functions():
     # the check above is only as good as this reader: the auc job's evaluate_run imports the
-    # metrics and the tracking modules inside its body
-    modules = job_imports("auc")
-    assert {"vadbench.pipeline", "vadbench.metrics", "vadbench.tracking"} <= set(modules)
+    # metrics module inside its body, the track job's track_run the tracking module
+    assert {"vadbench.pipeline", "vadbench.metrics"} <= set(job_imports("auc"))
+    assert "vadbench.tracking.RunLogger" in job_imports("track", names=True)
+
+
+@pytest.mark.parametrize("rule", ["auc", "plots", "viewer", "aggregate"])
+def test_the_metric_jobs_leave_mlflow_to_the_one_track_job(rule):
+    # MLflow is imported inside vadbench.tracking's functions, so the check above cannot see a
+    # job that logs at run time: these jobs must take nothing from the tracking module that opens
+    # a run or a client (importing MLflow and opening the store cost about 3 s a job on 2 cores;
+    # the track job pays it once per dataset and variant). Its pure helpers (redact_uri) may stay.
+    opens = {"RunLogger", "tracked", "parent_run", "nest_runs", "init_store", "_client", "clean_runs"}
+    taken = [m for m in job_imports(rule, names=True) if m.startswith("vadbench.tracking.")]
+    assert not [m for m in taken if m.rsplit(".", 1)[1] in opens], taken
 
 
 def _cases(rng: np.random.Generator):

@@ -37,6 +37,7 @@ def test_dry_run_shows_every_stage_in_order(workflow_copy):
         "auc",
         "plots",
         "aggregate",
+        "track",
         "summary",
     ):
         assert f"rule {rule}:" in out

@@ -266,21 +266,19 @@ def evaluate_run(
     scores_path: str | Path,
     run_info_path: str | Path,
     out_path: str | Path,
-    tracking_uri: str,
     maps_dir: str | Path | None = None,
     boxes_path: str | Path | None = None,
     frames_dir: str | Path | None = None,
 ) -> dict[str, Any]:
-    """Compute every metric of one seed, write them as JSON and to the seed's MLflow run.
+    """Compute every metric of one seed and write them as JSON (the seed's MLflow run gets them
+    from the ``track`` job of its (dataset, variant), which pays for importing MLflow once).
 
     Given the seed's maps and boxes and the dataset's canonical frames (where pixel masks live),
     the pixel-level AUC/EER, RBDC and TBDC join the frame-level metrics (None without masks).
     """
-    from vadbench.aggregate import SUMMARISED
     from vadbench.maps import LOCALIZATION_KEYS
     from vadbench.metrics import evaluate
     from vadbench.scorefiles import load_scores
-    from vadbench.tracking import RunLogger, tracked
 
     saved = load_scores(scores_path)
     result = evaluate(saved["raw"], saved["label"], saved["protocol"])
@@ -290,21 +288,11 @@ def evaluate_run(
 
         result.update(localization_result(maps_dir, boxes_path, frames_dir))
     info = read_json(run_info_path)
-    with tracked(RunLogger, tracking_uri, info["experiment"], run_id=info["mlflow_run_id"]) as tracker:
-        result["mlflow_run_id"] = tracker.run_id
-        result["amp"] = info.get("amp")  # the precision it was trained in; None from an older run.json
-        if info.get("stage1_mlflow_run_ids"):
-            result["stage1_mlflow_run_ids"] = info["stage1_mlflow_run_ids"]
-        write_json(out_path, result)
-        metrics = {k: result[k] for k in SUMMARISED if result[k] is not None}
-        if result["micro_auc_ci95"] and result["micro_auc_ci95"]["low"] is not None:
-            metrics.update(
-                micro_auc_ci95_low=result["micro_auc_ci95"]["low"], micro_auc_ci95_high=result["micro_auc_ci95"]["high"]
-            )
-        metrics["frames_scored"] = result["frames_scored"]
-        tracker.log_metrics(metrics)
-        tracker.set_tags({f"protocol.{k}": v for k, v in result["protocol"].items()})
-        tracker.log_artifact(out_path)
+    result["mlflow_run_id"] = info["mlflow_run_id"]
+    result["amp"] = info.get("amp")  # the precision it was trained in; None from an older run.json
+    if info.get("stage1_mlflow_run_ids"):
+        result["stage1_mlflow_run_ids"] = info["stage1_mlflow_run_ids"]
+    write_json(out_path, result)
     ci = result["micro_auc_ci95"] or {}
     interval = f"{ci['low']:.4f}-{ci['high']:.4f}" if ci.get("low") is not None else "n/a"
     macro = f"{result['macro_auc']:.4f}" if result["macro_auc"] is not None else "n/a"
@@ -318,6 +306,18 @@ def evaluate_run(
         result["aupr"],
     )
     return result
+
+
+def seed_metrics(result: dict[str, Any]) -> dict[str, float]:
+    """The numbers of one seed's ``auc.json`` that its MLflow run shows as metrics."""
+    from vadbench.aggregate import SUMMARISED
+
+    metrics = {k: result[k] for k in SUMMARISED if result.get(k) is not None}
+    ci = result.get("micro_auc_ci95") or {}
+    if ci.get("low") is not None:
+        metrics.update(micro_auc_ci95_low=ci["low"], micro_auc_ci95_high=ci["high"])
+    metrics["frames_scored"] = result["frames_scored"]
+    return metrics
 
 
 def maps_run(
@@ -336,13 +336,12 @@ def maps_run(
     threads: int = 1,
     flow_dir: str | Path | None = None,
 ) -> dict[str, Any]:
-    """One seed's anomaly maps and boxes (:func:`vadbench.maps.compute_maps`); the boxes and the
-    maps manifest go to the seed's MLflow run, and with ``log_model`` the model in MLflow's
-    PyTorch flavour (:func:`vadbench.detect.log_detector`), so ``runs:/<id>/model`` can be given
-    to ``vadbench detect``."""
+    """One seed's anomaly maps and boxes (:func:`vadbench.maps.compute_maps`); with ``log_model``
+    the model goes to the seed's MLflow run in MLflow's PyTorch flavour
+    (:func:`vadbench.detect.log_detector`), so ``runs:/<id>/model`` can be given to ``vadbench
+    detect``. The boxes and the maps manifest reach the run through the ``track`` job."""
     from vadbench.maps import LocalizationSettings, compute_maps
     from vadbench.protocol import Protocol
-    from vadbench.tracking import RunLogger, tracked
 
     settings = LocalizationSettings.from_dict(localization)
     protocol = Protocol.from_dict(protocol)
@@ -359,14 +358,12 @@ def maps_run(
         threads,
         flow_dir,
     )
-    info = read_json(run_info_path)
-    with tracked(RunLogger, tracking_uri, info["experiment"], run_id=info["mlflow_run_id"]) as tracker:
-        tracker.log_artifact(Path(out_dir) / "manifest.json", "localization")
-        tracker.log_artifact(boxes_csv, "localization")
-        tracker.log_metrics({"box_threshold": manifest["threshold"]})
-        if log_model:
-            from vadbench.detect import log_detector
+    if log_model:
+        from vadbench.detect import log_detector
+        from vadbench.tracking import RunLogger, tracked
 
+        info = read_json(run_info_path)
+        with tracked(RunLogger, tracking_uri, info["experiment"], run_id=info["mlflow_run_id"]) as tracker:
             log_detector(tracker, model_path, protocol, settings, manifest)
     return manifest
 
@@ -377,21 +374,18 @@ def viewer_run(
     maps_dir: str | Path,
     boxes_path: str | Path,
     arrays_dir: str | Path,
-    run_info_path: str | Path,
     localization: dict[str, Any],
     out_dir: str | Path,
-    tracking_uri: str,
     title: str = "",
 ) -> Path:
-    """One seed's viewer page (:func:`vadbench.views.build_views`), attached to its MLflow run."""
+    """One seed's viewer page (:func:`vadbench.views.build_views`); the ``track`` job attaches it
+    to the seed's MLflow run."""
     from vadbench.maps import LocalizationSettings
-    from vadbench.tracking import RunLogger, tracked
     from vadbench.views import build_views
 
-    metrics = read_json(auc_path)
-    page = build_views(
+    return build_views(
         scores_path,
-        metrics,
+        read_json(auc_path),
         maps_dir,
         boxes_path,
         arrays_dir,
@@ -399,36 +393,18 @@ def viewer_run(
         out_dir,
         title,
     )
-    info = read_json(run_info_path)
-    with tracked(RunLogger, tracking_uri, info["experiment"], run_id=info["mlflow_run_id"]) as tracker:
-        for path in sorted(Path(out_dir).rglob("*")):
-            if path.is_file():
-                tracker.log_artifact(path, str(Path("viewer", path.parent.relative_to(out_dir))))
-    return page
 
 
-def plots_run(
-    scores_path: str | Path,
-    auc_path: str | Path,
-    run_info_path: str | Path,
-    out_dir: str | Path,
-    tracking_uri: str,
-    title: str = "",
-) -> list[Path]:
-    """Draw one seed's per-video score curves and ROC into ``out_dir`` and attach them to its MLflow run."""
+def plots_run(scores_path: str | Path, auc_path: str | Path, out_dir: str | Path, title: str = "") -> list[Path]:
+    """Draw one seed's per-video score curves and ROC into ``out_dir`` (the ``track`` job attaches
+    them to the seed's MLflow run)."""
     from vadbench.fileio import atomic_path
     from vadbench.plots import plot_seed
     from vadbench.scorefiles import load_scores
-    from vadbench.tracking import RunLogger, tracked
 
-    metrics = read_json(auc_path)
     with atomic_path(out_dir) as tmp:
-        plot_seed(load_scores(scores_path), metrics, tmp, title)
+        plot_seed(load_scores(scores_path), read_json(auc_path), tmp, title)
     written = sorted(Path(out_dir).glob("*.png"))
-    experiment = read_json(run_info_path)["experiment"]
-    with tracked(RunLogger, tracking_uri, experiment, run_id=metrics["mlflow_run_id"]) as tracker:
-        for path in written:
-            tracker.log_artifact(path, "plots")
     log.info("wrote %d plots to %s", len(written), out_dir)
     return written
 
@@ -439,22 +415,61 @@ def aggregate_run(
     run: dict[str, Any],
     out_path: str | Path,
     table_path: str | Path,
-    tracking_uri: str,
-    experiment: str,
     repo_dir: str | Path = ".",
 ) -> dict[str, Any]:
-    """Write ``results/{dataset}_{variant}_auc.json`` and its per-seed table, and log the
-    parent MLflow run that holds the mean and std with the seed runs nested under it."""
+    """Mean and std over seeds of one (dataset, variant) and its per-seed table, before MLflow:
+    the ``track`` job logs them and writes ``results/{dataset}_{variant}_auc.json``."""
     from vadbench.aggregate import aggregate_seeds, git_commit, seed_table, versions
-    from vadbench.tracking import nest_runs, parent_run, tracked
 
     result = aggregate_seeds(auc_paths, seeds, run, versions(), git_commit(repo_dir))
+    write_json(out_path, result)
+    write_csv(table_path, seed_table(result))
+    return result
+
+
+def track_run(
+    aggregate_path: str | Path,
+    table_path: str | Path,
+    seed_dirs: list[str | Path],
+    tracking_uri: str,
+    experiment: str,
+    out_path: str | Path,
+) -> dict[str, Any]:
+    """Log one finished (dataset, variant) to MLflow in one job, and write the result users ask for.
+
+    Every seed's run gets its metrics and protocol tags, ``auc.json``, its plots, its viewer page
+    and its localisation manifest and boxes (those of these that the seed folder holds); a parent
+    run gets the means and stds with the seed runs nested under it. Logging here rather than in
+    each seed's ``auc``, ``plots`` and ``viewer`` jobs pays for importing MLflow (about 2 s on 2
+    cores) and opening the store once instead of three times a seed, and keeps those jobs light.
+
+    ``out_path`` (``results/{dataset}_{variant}_auc.json``) is the aggregate with the MLflow ids,
+    written last: a seed whose run had left the store gets a new run, and its id here.
+    """
+    from vadbench.tracking import RunLogger, nest_runs, parent_run, tracked
+
+    result = read_json(aggregate_path)
+    if len(seed_dirs) != len(result["per_seed"]):
+        raise ValueError(f"{aggregate_path} holds {len(result['per_seed'])} seeds, {len(seed_dirs)} seed folders given")
+    for record, seed_dir in zip(result["per_seed"], seed_dirs):
+        seed_dir = Path(seed_dir)
+        seed_result = read_json(seed_dir / "auc.json")
+        with tracked(RunLogger, tracking_uri, experiment, run_id=seed_result["mlflow_run_id"]) as tracker:
+            record["mlflow_run_id"] = tracker.run_id
+            tracker.log_metrics(seed_metrics(seed_result))
+            tracker.set_tags({f"protocol.{k}": v for k, v in seed_result["protocol"].items()})
+            tracker.log_artifact(seed_dir / "auc.json")
+            _log_seed_files(tracker, seed_dir)
     with tracked(
-        parent_run, tracking_uri, experiment, run["dataset"], run["variant"], run["preset_name"], list(seeds)
+        parent_run,
+        tracking_uri,
+        experiment,
+        result["dataset"],
+        result["variant"],
+        result["preset"]["name"],
+        result["seeds"],
     ) as parent:
         result["mlflow_parent_run_id"] = parent.run_id
-        write_json(out_path, result)
-        write_csv(table_path, seed_table(result))
         metrics = {}
         for key, stat in result.items():
             if isinstance(stat, dict) and stat.keys() == {"mean", "std"} and stat["mean"] is not None:
@@ -465,6 +480,21 @@ def aggregate_run(
             parent,
             [i for r in result["per_seed"] for i in [r.get("mlflow_run_id"), *r.get("stage1_mlflow_run_ids", [])] if i],
         )
+        write_json(out_path, result)
         parent.log_artifact(out_path)
         parent.log_artifact(table_path)
     return result
+
+
+def _log_seed_files(tracker, seed_dir: Path) -> None:
+    """The plots, viewer page and localisation files of one seed folder, as its run's artifacts."""
+    for folder in ("plots", "viewer"):
+        root = seed_dir / folder
+        for path in sorted(root.rglob("*")) if root.is_dir() else []:
+            if path.is_file():
+                tracker.log_artifact(path, str(Path(folder, path.parent.relative_to(root))))
+    manifest = seed_dir / "maps" / "manifest.json"
+    if manifest.is_file():
+        tracker.log_artifact(manifest, "localization")
+        tracker.log_artifact(seed_dir / "boxes.csv", "localization")
+        tracker.log_metrics({"box_threshold": read_json(manifest)["threshold"]})

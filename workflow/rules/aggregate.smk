@@ -1,11 +1,11 @@
 rule aggregate:
     """Per-seed metrics, mean and std over seeds, protocol, preset and versions in one JSON and a
-    per-seed/per-video table; a parent MLflow run holds the means with the seed runs nested."""
+    per-seed/per-video table; the track job logs them to MLflow and publishes the JSON as
+    results/{dataset}_{variant}_auc.json."""
     input:
         aucs=get_seed_aucs,
-        viewers=get_seed_viewers,
     output:
-        result="results/{dataset}_{variant}_auc.json",
+        result="results/{dataset}/{variant}/aggregate.json",
         table=report(
             "results/{dataset}/{variant}/auc_per_seed.csv",
             caption="../report/auc_table.rst",
@@ -24,7 +24,6 @@ rule aggregate:
     params:
         seeds=SEEDS,
         run=lambda wc: run_config(config, wc.dataset, wc.variant, SEEDS[0]),
-        experiment=get_experiment,
         # vadbench's own checkout (workflow/rules/../..), also when it is a module of another workflow
         repo=workflow.current_basedir.join("../..").get_path_or_uri(secret_free=True),
     script:

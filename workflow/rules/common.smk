@@ -139,16 +139,19 @@ def get_localization_inputs(wildcards):
     return {"maps": f"{run}/maps", "boxes": f"{run}/boxes.json", "frames": f"resources/{wildcards.dataset}/frames"}
 
 
-def get_seed_viewers(wildcards):
-    """Every seed's viewer page of a (dataset, variant), built with its AUC table when localization is on."""
-    if not get_localization(wildcards)["enabled"]:
-        return []
-    return expand(
-        "results/{dataset}/{variant}/seed{seed}/viewer",
+def get_track_inputs(wildcards):
+    """What the track job logs of every seed: its AUCs and plots, and its viewer page and boxes
+    when localization is on."""
+    seeds = expand(
+        "results/{dataset}/{variant}/seed{seed}",
         dataset=wildcards.dataset,
         variant=wildcards.variant,
         seed=SEEDS,
     )
+    inputs = {"aucs": [f"{s}/auc.json" for s in seeds], "plots": [f"{s}/plots" for s in seeds]}
+    if get_localization(wildcards)["enabled"]:
+        inputs |= {"viewers": [f"{s}/viewer" for s in seeds], "boxes": [f"{s}/boxes.csv" for s in seeds]}
+    return inputs
 
 
 def get_existing_viewers(wildcards):

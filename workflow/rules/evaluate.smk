@@ -27,7 +27,8 @@ rule score:
 
 rule maps:
     """Per-pixel anomaly maps of the frames each test clip scores, the box threshold from training
-    clips, and every box; the model logged to the seed's MLflow run for vadbench detect."""
+    clips, and every box; the model logged to the seed's MLflow run for vadbench detect (config
+    mlflow.log_model)."""
     input:
         model="results/{dataset}/{variant}/seed{seed}/model.pt",
         arrays=get_arrays,
@@ -58,7 +59,7 @@ rule maps:
 rule auc:
     """Micro AUC with a bootstrap interval, macro AUC, EER, AUPR and per-video AUCs of one seed
     under the protocol recorded in its scores, and pixel-level AUC/EER, RBDC and TBDC where the
-    dataset has pixel masks; written to JSON and to the seed's MLflow run."""
+    dataset has pixel masks; written to JSON (the track job logs them to the seed's MLflow run)."""
     input:
         unpack(get_localization_inputs),
         scores="results/{dataset}/{variant}/seed{seed}/scores.npz",
@@ -78,11 +79,11 @@ rule auc:
 
 
 rule plots:
-    """Per-video score curves with the anomalous frames shaded, and the ROC, also as MLflow artifacts."""
+    """Per-video score curves with the anomalous frames shaded, and the ROC (MLflow artifacts of
+    the seed's run through the track job)."""
     input:
         scores="results/{dataset}/{variant}/seed{seed}/scores.npz",
         auc="results/{dataset}/{variant}/seed{seed}/auc.json",
-        run_info="results/{dataset}/{variant}/seed{seed}/run.json",
     output:
         report(
             directory("results/{dataset}/{variant}/seed{seed}/plots"),
@@ -106,15 +107,14 @@ rule plots:
 
 rule viewer:
     """A static HTML page of one seed (pick a test video, play and scrub it, the score curve in
-    sync, ground truth shaded, boxes), with an annotated MP4 per test video where switched on;
-    also MLflow artifacts of the seed's run."""
+    sync, ground truth shaded, boxes), with an annotated MP4 per test video where switched on
+    (MLflow artifacts of the seed's run through the track job)."""
     input:
         scores="results/{dataset}/{variant}/seed{seed}/scores.npz",
         auc="results/{dataset}/{variant}/seed{seed}/auc.json",
         maps="results/{dataset}/{variant}/seed{seed}/maps",
         boxes="results/{dataset}/{variant}/seed{seed}/boxes.json",
         arrays=get_arrays,
-        run_info="results/{dataset}/{variant}/seed{seed}/run.json",
     output:
         report(
             directory("results/{dataset}/{variant}/seed{seed}/viewer"),

@@ -18,3 +18,31 @@ rule mlflow_store:
         artifact_root=config["mlflow"].get("artifact_root", "results/mlflow-artifacts"),
     script:
         "../scripts/mlflow_store.py"
+
+
+rule track:
+    """Log a finished (dataset, variant) to MLflow in one job: each seed's metrics, auc.json,
+    plots, viewer page and boxes into its run, the means into a parent run with the seed runs
+    nested; then results/{dataset}_{variant}_auc.json, the aggregate with the MLflow ids. One
+    job pays for MLflow's import instead of three per seed."""
+    input:
+        unpack(get_track_inputs),
+        aggregate="results/{dataset}/{variant}/aggregate.json",
+        table="results/{dataset}/{variant}/auc_per_seed.csv",
+    output:
+        "results/{dataset}_{variant}_auc.json",
+    log:
+        "logs/{dataset}/{variant}/track.log",
+    conda:
+        "../../envs/vadbench.yaml"
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=10,
+    params:
+        seed_dirs=lambda wc: expand(
+            "results/{dataset}/{variant}/seed{seed}", dataset=wc.dataset, variant=wc.variant, seed=SEEDS
+        ),
+        experiment=get_experiment,
+    script:
+        "../scripts/track.py"

@@ -1,8 +1,7 @@
-"""aggregate rule: mean and std over seeds for one (dataset, variant), and its MLflow parent run."""
+"""aggregate rule: mean and std over seeds for one (dataset, variant), and its per-seed table."""
 
 from vadbench.logs import redirect_to
 from vadbench.pipeline import aggregate_run
-from vadbench.tracking import resolve_tracking_uri
 
 with redirect_to(snakemake.log[0]):
     aggregate_run(
@@ -11,7 +10,5 @@ with redirect_to(snakemake.log[0]):
         snakemake.params.run,
         snakemake.output.result,
         snakemake.output.table,
-        resolve_tracking_uri(snakemake.config["mlflow"]["tracking_uri"]),
-        snakemake.params.experiment,
         repo_dir=snakemake.params.repo,
     )

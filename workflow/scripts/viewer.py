@@ -2,7 +2,6 @@
 
 from vadbench.logs import redirect_to
 from vadbench.pipeline import viewer_run
-from vadbench.tracking import resolve_tracking_uri
 
 with redirect_to(snakemake.log[0]):
     viewer_run(
@@ -11,9 +10,7 @@ with redirect_to(snakemake.log[0]):
         maps_dir=snakemake.input.maps,
         boxes_path=snakemake.input.boxes,
         arrays_dir=snakemake.input.arrays,
-        run_info_path=snakemake.input.run_info,
         localization=snakemake.params.localization,
         out_dir=snakemake.output[0],
-        tracking_uri=resolve_tracking_uri(snakemake.config["mlflow"]["tracking_uri"]),
         title=snakemake.params.title,
     )
