@@ -34,7 +34,6 @@ rule maps:
         arrays=get_arrays,
         index=get_index,
         flow=get_flow,
-        scores="results/{dataset}/{variant}/seed{seed}/scores.npz",
         run_info="results/{dataset}/{variant}/seed{seed}/run.json",
     output:
         maps=directory("results/{dataset}/{variant}/seed{seed}/maps"),
