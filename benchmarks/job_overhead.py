@@ -50,7 +50,7 @@ from conftest import TINY_CONFIG, copy_workflow  # noqa: E402
 
 HEAVY = ("torch", "mlflow", "sklearn", "matplotlib", "scipy", "pandas", "sqlalchemy", "alembic", "skimage", "cv2")
 # rules whose jobs should start light: data preparation and metrics (train, score and flow need torch)
-LIGHT_RULES = ("download", "frames", "resize", "index", "mlflow_store", "auc", "plots", "viewer", "aggregate", "summary")
+LIGHT_RULES = ("download", "frames", "resize", "index", "mlflow_store", "auc", "plots", "aggregate", "summary")
 PREAMBLE = "import sys, pickle; import snakemake.iocontainers, snakemake.logging, snakemake.script"
 NAIVE = (
     *(f"vadbench.{m}" for m in ("datasets", "arrays", "clips", "protocol", "metrics", "scorefiles", "aggregate")),
