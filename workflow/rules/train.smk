@@ -12,12 +12,12 @@ rule train_stream:
         "logs/{dataset}/{variant}/seed{seed}/train_stream_{stream}.log",
     benchmark:
         "results/benchmarks/{dataset}/{variant}/seed{seed}/train_stream_{stream}.tsv"
-    conda:
-        "../../envs/vadbench.yaml"
-    threads: 1
     # training is the long part of every path through the DAG: start the next one before the
     # short evaluation jobs of models already trained (3 seeds on 2 cores: 8 s earlier in make demo)
     priority: 10
+    conda:
+        "../../envs/vadbench.yaml"
+    threads: 1
     resources:
         mem_mb=4000,
         runtime=240,
@@ -47,12 +47,12 @@ rule train:
         "logs/{dataset}/{variant}/seed{seed}/train.log",
     benchmark:
         "results/benchmarks/{dataset}/{variant}/seed{seed}/train.tsv"
-    conda:
-        "../../envs/vadbench.yaml"
-    threads: 1
     # training is the long part of every path through the DAG: start the next one before the
     # short evaluation jobs of models already trained (3 seeds on 2 cores: 8 s earlier in make demo)
     priority: 10
+    conda:
+        "../../envs/vadbench.yaml"
+    threads: 1
     resources:
         mem_mb=4000,
         runtime=240,
