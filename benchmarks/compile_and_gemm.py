@@ -62,9 +62,10 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from vadbench.config import run_config
 from vadbench.models import build_model
-from vadbench.training import make_optimizer, training_step
+from vadbench.training import _autocast, make_optimizer, training_step
 
 REPO = Path(__file__).resolve().parents[1]
+CPU = torch.device("cpu")
 CL = torch.channels_last_3d
 FORMATS = {"contiguous": torch.contiguous_format, "channels_last_3d": CL}
 MODES = ("eager", "compile", "max-autotune", "im2col")
@@ -72,10 +73,6 @@ MODES = ("eager", "compile", "max-autotune", "im2col")
 
 def loadavg() -> str:
     return " ".join(Path("/proc/loadavg").read_text().split()[:3])
-
-
-def autocast(amp: str):
-    return torch.autocast("cpu", dtype=torch.bfloat16, enabled=amp == "bf16")
 
 
 def peak(threads: int, dtype: torch.dtype, tries: int = 3) -> float:
@@ -264,7 +261,7 @@ def setup(row: Row, run: dict) -> None:
         model.training_loss = torch.compile(model.training_loss, mode="max-autotune-no-cudagraphs")
 
     def step(x: torch.Tensor) -> float:
-        return float(training_step(model, x, optimizers, lambda: autocast(row.amp))["loss"])
+        return float(training_step(model, x, optimizers, _autocast(CPU, row.amp))["loss"])
 
     row.step = step
 
@@ -439,7 +436,7 @@ def layer_part(args, config: dict, peaks: dict[str, float]) -> None:
                 "vol2col": lambda v, m=mod: vol2col_forward(m, v),
             }
             params = {f: list((cl if f == "oneDNN channels_last_3d" else mod).parameters()) for f in forms}
-            with autocast(amp):
+            with _autocast(CPU, amp)():
                 y = mod(x)
             g = torch.randn(y.shape, generator=gen).to(y.dtype)
             grads = {"oneDNN contiguous": g, "vol2col": g, "oneDNN channels_last_3d": g.contiguous(memory_format=CL)}
@@ -450,7 +447,7 @@ def layer_part(args, config: dict, peaks: dict[str, float]) -> None:
                 for p in params[form]:
                     p.grad = None
                 v.grad = None
-                with autocast(amp):
+                with _autocast(CPU, amp)():
                     out = fns[form](v)
                 out.backward(grads[form])
                 return out, v.grad, params[form][0].grad

@@ -489,10 +489,8 @@ def track_run(
 def _log_seed_files(tracker, seed_dir: Path) -> None:
     """The plots, viewer page and localisation files of one seed folder, as its run's artifacts."""
     for folder in ("plots", "viewer"):
-        root = seed_dir / folder
-        for path in sorted(root.rglob("*")) if root.is_dir() else []:
-            if path.is_file():
-                tracker.log_artifact(path, str(Path(folder, path.parent.relative_to(root))))
+        if (seed_dir / folder).is_dir():
+            tracker.log_artifacts(seed_dir / folder, folder)
     manifest = seed_dir / "maps" / "manifest.json"
     if manifest.is_file():
         tracker.log_artifact(manifest, "localization")

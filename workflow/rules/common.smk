@@ -139,15 +139,20 @@ def get_localization_inputs(wildcards):
     return {"maps": f"{run}/maps", "boxes": f"{run}/boxes.json", "frames": f"resources/{wildcards.dataset}/frames"}
 
 
-def get_track_inputs(wildcards):
-    """What the track job logs of every seed: its AUCs and plots, and its viewer page and boxes
-    when localization is on."""
-    seeds = expand(
+def get_seed_dirs(wildcards):
+    """Every seed's folder of a (dataset, variant)."""
+    return expand(
         "results/{dataset}/{variant}/seed{seed}",
         dataset=wildcards.dataset,
         variant=wildcards.variant,
         seed=SEEDS,
     )
+
+
+def get_track_inputs(wildcards):
+    """What the track job logs of every seed: its AUCs and plots, and its viewer page and boxes
+    when localization is on."""
+    seeds = get_seed_dirs(wildcards)
     inputs = {"aucs": [f"{s}/auc.json" for s in seeds], "plots": [f"{s}/plots" for s in seeds]}
     if get_localization(wildcards)["enabled"]:
         inputs |= {"viewers": [f"{s}/viewer" for s in seeds], "boxes": [f"{s}/boxes.csv" for s in seeds]}

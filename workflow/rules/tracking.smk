@@ -40,9 +40,7 @@ rule track:
         mem_mb=1000,
         runtime=10,
     params:
-        seed_dirs=lambda wc: expand(
-            "results/{dataset}/{variant}/seed{seed}", dataset=wc.dataset, variant=wc.variant, seed=SEEDS
-        ),
+        seed_dirs=get_seed_dirs,
         experiment=get_experiment,
     script:
         "../scripts/track.py"
