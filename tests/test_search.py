@@ -136,6 +136,8 @@ def test_the_shipped_ped2_search_is_a_valid_config_whose_configurations_differ_o
         config = _merge(config, yaml.safe_load((REPO / overlay).read_text()))
     validate_config(config, REPO / "workflow/schemas/config.schema.yaml")
     runs = {v: run_config(config, "ped2", v, 0) for v in config["summary"]["variants"]}
+    # the search ran in the contiguous layout, before the `cpu` preset took channels_last_3d
+    assert runs["memae"]["preset"].pop("memory_format") == "channels_last_3d"
     for variant, run in runs.items():
         base = runs["memae" if run["model"] == "memae" else "mnad_pred"]
         # the same model and loss (so the validation losses compare); widths come from the preset
@@ -144,3 +146,22 @@ def test_the_shipped_ped2_search_is_a_valid_config_whose_configurations_differ_o
         changed = {k for k in run["preset"] if run["preset"][k] != base["preset"].get(k)}
         assert changed <= {"amp", "frame_size", "epochs", "widths"}, (variant, changed)
     assert runs["memae_bf16"]["preset"] == {**runs["memae"]["preset"], "amp": "bf16"}
+
+
+def test_the_channels_last_check_trained_the_cpu_preset_as_it_now_ships():
+    """config/search/ped2_channels_last.yaml is the record behind the `cpu` preset's layout: its
+    `memae_cl3d` must be the shipped `memae` at the shipped `cpu` preset, nothing else."""
+    import yaml
+    from conftest import REPO, _merge
+
+    from vadbench.config import validate_config
+
+    config = yaml.safe_load((REPO / "config/config.yaml").read_text())
+    for overlay in ("config/ped2_local.yaml", "config/search/ped2_channels_last.yaml"):
+        config = _merge(config, yaml.safe_load((REPO / overlay).read_text()))
+    validate_config(config, REPO / "workflow/schemas/config.schema.yaml")
+    checked, shipped = (run_config(config, "ped2", v, 0) for v in ("memae_cl3d", "memae"))
+    assert checked["preset"] == shipped["preset"]
+    assert checked["preset"]["memory_format"] == "channels_last_3d"
+    assert checked["model"] == shipped["model"] and checked["model_params"] == shipped["model_params"]
+    assert config["variants"]["memae_cl3d"]["protocol"] == config["variants"]["memae"]["protocol"]
