@@ -27,26 +27,18 @@ from __future__ import annotations
 import argparse
 import copy
 import time
-from pathlib import Path
+from functools import partial
 from typing import Callable
 
 import torch
 import torch.nn.functional as F
 import yaml
+from compile_and_gemm import CL, CPU, FORMATS, REPO, loadavg  # this folder is on sys.path when run
 from torch import nn
 
 from vadbench.config import run_config
 from vadbench.models import build_model
 from vadbench.training import _autocast, make_optimizers, training_step
-
-REPO = Path(__file__).resolve().parents[1]
-CPU = torch.device("cpu")
-CL = torch.channels_last_3d
-FORMATS = {"contiguous": torch.contiguous_format, "channels_last_3d": CL}
-
-
-def loadavg() -> str:
-    return " ".join(Path("/proc/loadavg").read_text().split()[:3])
 
 
 def subpixel_deconv(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
@@ -192,7 +184,7 @@ def step_part(args, config: dict) -> None:
                     first = model.encoder[0][0]
                     first.weight.data = first.weight.data.contiguous()
             optimizers = make_optimizers(model, preset)
-            rows[layout] = (lambda m, o, xx: lambda: training_step(m, xx, o, _autocast(CPU, amp)))(model, optimizers, x)
+            rows[layout] = partial(training_step, model, x, optimizers, _autocast(CPU, amp))
         best = time_rows(rows, args.steps, args.rounds)
         ref = best["contiguous"]
         for k, v in best.items():

@@ -125,16 +125,23 @@ def test_choose_compares_within_a_group_and_ignores_nan():
     assert search_table([]).count("\n") == 1  # header only
 
 
-def test_the_shipped_ped2_search_is_a_valid_config_whose_configurations_differ_only_as_written():
+def _shipped_config_with(search: str) -> dict:
+    """config/config.yaml merged with the Ped2 source and a search file, as the README's
+    `--configfile config/ped2_local.yaml <search>` merges them, validated by the schema."""
     import yaml
     from conftest import REPO, _merge
 
     from vadbench.config import validate_config
 
     config = yaml.safe_load((REPO / "config/config.yaml").read_text())
-    for overlay in ("config/ped2_local.yaml", "config/search/ped2_cpu.yaml"):
+    for overlay in ("config/ped2_local.yaml", search):
         config = _merge(config, yaml.safe_load((REPO / overlay).read_text()))
     validate_config(config, REPO / "workflow/schemas/config.schema.yaml")
+    return config
+
+
+def test_the_shipped_ped2_search_is_a_valid_config_whose_configurations_differ_only_as_written():
+    config = _shipped_config_with("config/search/ped2_cpu.yaml")
     runs = {v: run_config(config, "ped2", v, 0) for v in config["summary"]["variants"]}
     # the search ran in the contiguous layout, before the `cpu` preset took channels_last_3d
     assert runs["memae"]["preset"].pop("memory_format") == "channels_last_3d"
@@ -151,15 +158,7 @@ def test_the_shipped_ped2_search_is_a_valid_config_whose_configurations_differ_o
 def test_the_channels_last_check_trained_the_cpu_preset_as_it_now_ships():
     """config/search/ped2_channels_last.yaml is the record behind the `cpu` preset's layout: its
     `memae_cl3d` must be the shipped `memae` at the shipped `cpu` preset, nothing else."""
-    import yaml
-    from conftest import REPO, _merge
-
-    from vadbench.config import validate_config
-
-    config = yaml.safe_load((REPO / "config/config.yaml").read_text())
-    for overlay in ("config/ped2_local.yaml", "config/search/ped2_channels_last.yaml"):
-        config = _merge(config, yaml.safe_load((REPO / overlay).read_text()))
-    validate_config(config, REPO / "workflow/schemas/config.schema.yaml")
+    config = _shipped_config_with("config/search/ped2_channels_last.yaml")
     checked, shipped = (run_config(config, "ped2", v, 0) for v in ("memae_cl3d", "memae"))
     assert checked["preset"] == shipped["preset"]
     assert checked["preset"]["memory_format"] == "channels_last_3d"
