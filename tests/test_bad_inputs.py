@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import pickle
 import struct
+import sys
 import zipfile
 import zlib
 from pathlib import Path
@@ -782,6 +783,26 @@ def test_workflow_script_error_is_one_line_in_the_log_and_on_stderr_and_exit_2(t
     line = "error: frames/01/003.jpg: unreadable image (truncated). Re-extract the dataset."
     assert (tmp_path / "job.log").read_text() == f"decoding\n{line}\n"
     assert capsys.readouterr().err == f"{line}\n"
+
+
+def test_a_library_that_configures_the_root_logger_does_not_double_the_log(tmp_path):
+    """mlflow.pytorch calls logging.basicConfig on import, inside the maps job's redirect."""
+    import logging
+
+    from vadbench.logs import get_logger, redirect_to
+
+    root = logging.getLogger()
+    handlers = list(root.handlers)
+    try:
+        with redirect_to(tmp_path / "job.log"):
+            root.addHandler(logging.StreamHandler(sys.stderr))  # what basicConfig does, to the log
+            get_logger("maps").info("logged the model")
+            logging.getLogger("py.warnings").warning("UserWarning: a library's warning")  # as captured
+    finally:
+        root.handlers[:] = handlers
+    text = (tmp_path / "job.log").read_text()
+    assert text.count("logged the model") == 1 and text.count("UserWarning: a library's warning") == 1, text
+    assert get_logger().propagate and logging.getLogger("py.warnings").propagate
 
 
 def test_workflow_script_bug_keeps_its_traceback(tmp_path):

@@ -125,8 +125,8 @@ def test_choose_compares_within_a_group_and_ignores_nan():
     assert search_table([]).count("\n") == 1  # header only
 
 
-def _shipped_config_with(search: str) -> dict:
-    """config/config.yaml merged with the Ped2 source and a search file, as the README's
+def _shipped_config_with(*overlays: str) -> dict:
+    """config/config.yaml merged with the Ped2 source and search files, as the README's
     `--configfile config/ped2_local.yaml <search>` merges them, validated by the schema."""
     import yaml
     from conftest import REPO, _merge
@@ -134,7 +134,7 @@ def _shipped_config_with(search: str) -> dict:
     from vadbench.config import validate_config
 
     config = yaml.safe_load((REPO / "config/config.yaml").read_text())
-    for overlay in ("config/ped2_local.yaml", search):
+    for overlay in ("config/ped2_local.yaml", *overlays):
         config = _merge(config, yaml.safe_load((REPO / overlay).read_text()))
     validate_config(config, REPO / "workflow/schemas/config.schema.yaml")
     return config
@@ -164,3 +164,15 @@ def test_the_channels_last_check_trained_the_cpu_preset_as_it_now_ships():
     assert checked["preset"]["memory_format"] == "channels_last_3d"
     assert checked["model"] == shipped["model"] and checked["model_params"] == shipped["model_params"]
     assert config["variants"]["memae_cl3d"]["protocol"] == config["variants"]["memae"]["protocol"]
+
+
+def test_the_toy_channels_last_check_changes_the_toy_layout_only_and_was_not_adopted():
+    """config/search/toy_channels_last.yaml timed the demo with the `toy` preset in channels-last
+    against the shipped one: it may change that layout and nothing else, and (its outcome) the
+    shipped `toy` preset stays contiguous."""
+    config, shipped = _shipped_config_with("config/search/toy_channels_last.yaml"), _shipped_config_with()
+    checked, base = (run_config(c, "toy", "memae", 0) for c in (config, shipped))
+    assert {**checked["preset"], "memory_format": None} == {**base["preset"], "memory_format": None}
+    assert checked["preset"]["memory_format"] == "channels_last_3d"
+    assert base["preset"].get("memory_format", "contiguous") == "contiguous"
+    assert {k: v for k, v in config.items() if k != "presets"} == {k: v for k, v in shipped.items() if k != "presets"}

@@ -53,11 +53,15 @@ def redirect_to(log_path: str | Path) -> Iterator[None]:
     with open(log_path, "w", buffering=1) as stream:
         handler = logging.StreamHandler(stream)
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-        logger = get_logger()
-        logger.addHandler(handler)
-        logger.setLevel(logging.INFO)
+        # Our handler alone writes these records: a library that calls logging.basicConfig on
+        # import (mlflow.pytorch does) would otherwise print each of them a second time.
+        loggers = [get_logger(), logging.getLogger("py.warnings")]
+        propagate = [each.propagate for each in loggers]
+        for each in loggers:
+            each.addHandler(handler)
+            each.propagate = False
+        loggers[0].setLevel(logging.INFO)
         logging.captureWarnings(True)
-        logging.getLogger("py.warnings").addHandler(handler)
         old_out, old_err = sys.stdout, sys.stderr
         sys.stdout = sys.stderr = stream
         _watch_parent()
@@ -80,5 +84,6 @@ def redirect_to(log_path: str | Path) -> Iterator[None]:
             raise
         finally:
             sys.stdout, sys.stderr = old_out, old_err
-            logger.removeHandler(handler)
-            logging.getLogger("py.warnings").removeHandler(handler)
+            for each, before in zip(loggers, propagate):
+                each.removeHandler(handler)
+                each.propagate = before
