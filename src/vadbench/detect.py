@@ -216,17 +216,17 @@ def detect(
     Raises:
         DatasetError: unreadable input or model, or footage shorter than one clip of the model.
     """
-    import torch
 
     from vadbench.arrays import save_array
     from vadbench.clips import FlowInput, make_index
     from vadbench.devices import job_device
+    from vadbench.host import use_host
     from vadbench.maps import LocalizationSettings, frame_boxes, smooth, video_maps
     from vadbench.protocol import Protocol
     from vadbench.scoring import frame_scores, model_clip_scores
     from vadbench.training import load_trained
 
-    torch.set_num_threads(threads)
+    use_host(threads)
     out_dir = Path(out_dir)
     name = Path(source).stem or "input"
     with tempfile.TemporaryDirectory() as scratch:

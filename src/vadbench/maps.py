@@ -223,13 +223,13 @@ def compute_maps(
     Raises:
         DatasetError: the model was trained on other data (as in scoring), or is not a vadbench model.
     """
-    import torch
 
     from vadbench.clips import ClipLoader, load_index
     from vadbench.devices import job_device
+    from vadbench.host import use_host
     from vadbench.training import flow_input, load_trained
 
-    torch.set_num_threads(threads)
+    use_host(threads)
     with job_device() as device:
         model, run = load_trained(model_path, device, arrays_dir=arrays_dir, index_path=index_path, flow_dir=flow_dir)
         if not hasattr(model, "error_map"):

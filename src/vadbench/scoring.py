@@ -22,6 +22,7 @@ import torch
 from vadbench.clips import ClipLoader, load_index
 from vadbench.errors import ConfigError
 from vadbench.fileio import atomic_path
+from vadbench.host import use_host
 from vadbench.logs import get_logger
 from vadbench.protocol import ERROR_MEASURES, Protocol, minmax
 from vadbench.scorefiles import load_scores  # noqa: F401  (read score files here too, as before)
@@ -258,7 +259,7 @@ def _score_on(
 ) -> dict[str, Any]:
     from vadbench.training import flow_input, load_trained
 
-    torch.set_num_threads(threads)
+    use_host(threads)
     # refuses a model of other data (frames, clips and, for a model that reads it, flow)
     model, run = load_trained(model_path, device, arrays_dir=arrays_dir, index_path=index_path, flow_dir=flow_dir)
     flow = flow_input(model, flow_dir, run["preset"])

@@ -69,6 +69,7 @@ from vadbench.config import EXECUTION_KEYS
 from vadbench.errors import ConfigError, DatasetError
 from vadbench.fileio import atomic_path, open_lock_file, write_lock_owner
 from vadbench.fingerprint import data_fingerprint, describe, difference
+from vadbench.host import use_host
 from vadbench.logs import get_logger
 from vadbench.models import build_model
 from vadbench.precision import resolve_amp
@@ -457,7 +458,7 @@ def _train_on(
     preset = run["preset"]
     fingerprint = data_fingerprint(arrays_dir, index_path, flow_dir=flow_dir)
     log.info("training data: %s", describe(fingerprint))
-    torch.set_num_threads(threads)
+    use_host(threads)
     if device.type == "cpu":
         torch.use_deterministic_algorithms(True)
     torch.manual_seed(run["seed"])
