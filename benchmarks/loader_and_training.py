@@ -32,6 +32,7 @@ from vadbench.clips import ClipLoader, DeviceClipLoader, build_index, load_index
 from vadbench.config import run_config
 from vadbench.datasets import convert_source
 from vadbench.datasets.synthetic import SyntheticSpec, generate
+from vadbench.host import retain_freed_memory
 from vadbench.models import build_model
 
 REPO = Path(__file__).resolve().parents[1]
@@ -191,9 +192,10 @@ def main() -> None:
     config = yaml.safe_load((REPO / "config/config.yaml").read_text())
     preset = config["presets"][args.preset]
     size, t, batch = tuple(preset["frame_size"]), preset["clip_length"], preset["batch_size"]
+    kept = retain_freed_memory()  # as every job does (VADBENCH_RETAIN_FREED_MEMORY=0: malloc as it is)
     print(
         f"torch {torch.__version__}, {args.threads} threads, preset {args.preset}: {size[0]}x{size[1]}x{preset['channels']}, "
-        f"{t}-frame clips, batch {batch}, widths {preset['widths']}"
+        f"{t}-frame clips, batch {batch}, widths {preset['widths']}; freed memory {'kept' if kept else 'malloc as it is'}"
     )
     if not args.skip_loader:
         with tempfile.TemporaryDirectory() as tmp:
