@@ -18,10 +18,9 @@ GLIBC = platform.system() == "Linux" and platform.libc_ver()[0] == "glibc"
 # the median page faults of 6 steps after 3 warm-up steps (a step may now and then grow the heap).
 STEPS = """
 import json, resource, torch
-from vadbench.host import use_host
+from vadbench.host import retain_freed_memory, use_host
 from vadbench.models.memae import MemAE
 from vadbench.training import training_step
-from vadbench.host import retain_freed_memory
 
 use_host(1)
 torch.manual_seed(0)

@@ -216,7 +216,6 @@ def detect(
     Raises:
         DatasetError: unreadable input or model, or footage shorter than one clip of the model.
     """
-
     from vadbench.arrays import save_array
     from vadbench.clips import FlowInput, make_index
     from vadbench.devices import job_device

@@ -36,9 +36,6 @@ MMAP_THRESHOLD = 32 * 1024 * 1024
 #: free memory at the top of the heap kept before trimming (mallopt takes a C int)
 TRIM_THRESHOLD = 1 << 30
 
-_applied: bool | None = None
-
-
 #: the settings this module makes or that decide the same thing, as environment variables and as
 #: glibc tunables; a user who set any of them (or preloaded another allocator) chose already
 _MALLOC_ENV = ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_", "MALLOC_TOP_PAD_", "MALLOC_MMAP_MAX_")
@@ -49,6 +46,8 @@ _MALLOC_TUNABLES = (
     "glibc.malloc.mmap_max",
 )
 _ALLOCATORS = ("jemalloc", "tcmalloc", "mimalloc")
+
+_applied: bool | None = None
 
 
 def _user_chose_allocator(environ: Mapping[str, str]) -> str | None:
@@ -63,22 +62,25 @@ def _user_chose_allocator(environ: Mapping[str, str]) -> str | None:
     return None
 
 
+def _left_alone(environ: Mapping[str, str]) -> str | None:
+    """Why malloc stays as it is in this process, or ``None`` to set it."""
+    if environ.get(DISABLE_ENV) == "0":
+        return f"{DISABLE_ENV}=0"
+    chosen = _user_chose_allocator(environ)
+    if chosen:
+        return f"the allocator set by {chosen}"
+    if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
+        return "not glibc"
+    return None
+
+
 def retain_freed_memory(environ: Mapping[str, str] | None = None) -> bool:
     """Have glibc's malloc keep freed blocks of up to 32 MB for reuse instead of returning them
     to the kernel (see the module docstring); once per process. Returns whether it is in force."""
     global _applied
     if _applied is not None:
         return _applied
-    environ = os.environ if environ is None else environ
-    chosen = _user_chose_allocator(environ)
-    if environ.get(DISABLE_ENV, "1") == "0":
-        reason = f"{DISABLE_ENV}=0"
-    elif chosen:
-        reason = f"the allocator set by {chosen}"
-    elif platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
-        reason = "not glibc"
-    else:
-        reason = ""
+    reason = _left_alone(os.environ if environ is None else environ)
     if reason:
         _applied = False
         log.info("host memory: malloc as it is (%s)", reason)

@@ -223,7 +223,6 @@ def compute_maps(
     Raises:
         DatasetError: the model was trained on other data (as in scoring), or is not a vadbench model.
     """
-
     from vadbench.clips import ClipLoader, load_index
     from vadbench.devices import job_device
     from vadbench.host import use_host
