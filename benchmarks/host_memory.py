@@ -37,14 +37,14 @@ def worker(dataset: str, threads: int, steps: int, amp: str) -> dict:
     from vadbench.host import use_host
     from vadbench.models import build_model
     from vadbench.precision import resolve_amp
-    from vadbench.training import _autocast, _memory_format, make_optimizers, training_step
+    from vadbench.training import _autocast, make_optimizers, preset_layout, training_step
 
     config = yaml.safe_load((REPO / "config/config.yaml").read_text())
     run = run_config(config, dataset, "memae", 0)
     preset, device = run["preset"], torch.device("cpu")
     use_host(threads)
     torch.manual_seed(0)
-    layout = _memory_format(preset)
+    layout = preset_layout(preset)
     model = build_model(run["model"], **run["model_params"]).to(memory_format=layout)
     optimizers = make_optimizers(model, preset)
     amp = resolve_amp(preset["amp"] if amp == "preset" else amp, device)

@@ -47,15 +47,21 @@ def test_channels_last_trains_the_conv_weights_channels_last_and_close_to_contig
     for key in ("loss", "val_loss"):
         a, b = plain["history"][-1][key], cl["history"][-1][key]
         assert b == pytest.approx(a, rel=0.05 if amp == "bf16" else 1e-3)
-    # a channels-last model loads into a plain model and computes the same function
+    # a model loads in the layout it trained in (so the score and maps jobs feed oneDNN without a
+    # reorder per convolution), and computes the same function in the other layout
+    for path, layout in (
+        (tmp_path / "cl.pt", torch.channels_last_3d),
+        (tmp_path / "plain.pt", torch.contiguous_format),
+    ):
+        loaded, _ = load_trained(path, torch.device("cpu"))
+        assert all(loaded.state_dict()[k].is_contiguous(memory_format=layout) for k in convs)
     model, _ = load_trained(tmp_path / "cl.pt", torch.device("cpu"))
-    assert all(model.state_dict()[k].is_contiguous() for k in convs)
     assert all(torch.equal(model.state_dict()[k], cl["state_dict"][k]) for k in cl["state_dict"])
-    reference, _ = load_trained(tmp_path / "cl.pt", torch.device("cpu"))
-    reference = reference.to(memory_format=torch.channels_last_3d)
+    plain_copy = copy.deepcopy(model).to(memory_format=torch.contiguous_format)
+    assert all(plain_copy.state_dict()[k].is_contiguous() for k in convs)
     x = torch.rand(2, 1, 16, 32, 32) * 2 - 1
     with torch.no_grad():
-        a, b = _output(model(x)), _output(reference(x.contiguous(memory_format=torch.channels_last_3d)))
+        a, b = _output(plain_copy(x)), _output(model(x.contiguous(memory_format=torch.channels_last_3d)))
     assert torch.allclose(a, b, atol=1e-5)
 
 
@@ -104,3 +110,56 @@ def test_an_unknown_memory_format_is_refused_by_the_schema():
     config["presets"]["tiny"]["memory_format"] = "channels_last"
     with pytest.raises(ConfigError, match="presets.tiny.memory_format"):
         validate_config(config, REPO / "workflow/schemas/config.schema.yaml")
+
+
+def test_score_and_maps_run_a_channels_last_model_channels_last_with_the_same_scores(prepared, tmp_path, monkeypatch):
+    import numpy as np
+
+    import vadbench.maps
+    import vadbench.scoring
+    from vadbench.maps import LocalizationSettings, compute_maps
+    from vadbench.protocol import Protocol
+    from vadbench.scoring import score_videos
+
+    data = (prepared / "arrays", prepared / "clips.npz")
+    train_model(_run("channels_last_3d"), *data, tmp_path / "cl.pt", tmp_path / "cl.ckpt")
+    seen = []
+
+    def spy(real):
+        def wrapped(model, *args):
+            weights = [p for p in model.parameters() if p.dim() == 5 and p.shape[1] > 1]
+            seen.append(
+                (real.__name__, args[-1], all(w.is_contiguous(memory_format=torch.channels_last_3d) for w in weights))
+            )
+            return real(model, *args)
+
+        return wrapped
+
+    monkeypatch.setattr(vadbench.scoring, "clip_errors", spy(vadbench.scoring.clip_errors))
+    monkeypatch.setattr(vadbench.maps, "clip_maps", spy(vadbench.maps.clip_maps))
+    labels = prepared / "frames/labels.npz"
+    score_videos(tmp_path / "cl.pt", *data, labels, Protocol(), tmp_path / "scores.npz", batch_size=4)
+    compute_maps(
+        tmp_path / "cl.pt",
+        *data,
+        Protocol(),
+        LocalizationSettings(train_clips=4),
+        tmp_path / "maps",
+        tmp_path / "boxes.json",
+        tmp_path / "boxes.csv",
+        batch_size=4,
+    )
+    assert {name for name, _, _ in seen} == {"clip_errors", "clip_maps"}
+    assert all(layout == torch.channels_last_3d and weights_cl for _, layout, weights_cl in seen)
+    # the contiguous computation of the same weights scores the same
+    model, _ = load_trained(tmp_path / "cl.pt")
+    plain = copy.deepcopy(model).to(memory_format=torch.contiguous_format)
+    from vadbench.clips import ClipLoader, load_index
+
+    index = load_index(data[1], "test")
+    monkeypatch.undo()
+    a = vadbench.scoring.clip_errors(plain, ClipLoader(data[0], "test", index, 4), torch.device("cpu"))
+    b = vadbench.scoring.clip_errors(
+        model, ClipLoader(data[0], "test", index, 4), torch.device("cpu"), "memae_l2", torch.channels_last_3d
+    )
+    assert np.allclose(a, b, rtol=1e-5, atol=0)

@@ -206,3 +206,21 @@ def test_scoring_refuses_an_error_measure_the_model_does_not_use():
         model_clip_scores(mnad, "unused", None, Protocol.named("mnad", clip_length=5, error="official_mse"), 1, "cpu")
     with pytest.raises(ConfigError, match="protocol 'mnad' sets no clip error for this MemAE model"):
         model_clip_scores(ae_with_zero_output(1), "unused", None, Protocol.named("mnad", clip_length=16), 1, "cpu")
+
+
+def test_the_scoring_batch_is_no_part_of_the_run_config():
+    """``score_batch_size`` batches the score and maps jobs' test pass only: setting it (as the
+    ``cpu`` preset does) must not rerun training, nor make a finished checkpoint another run."""
+    from conftest import tiny_config
+
+    from vadbench.config import run_config
+    from vadbench.training import resume_mode
+
+    config = tiny_config()
+    before = run_config(config, "toy", "memae", 0)
+    config["presets"]["tiny"]["score_batch_size"] = 3
+    run = run_config(config, "toy", "memae", 0)
+    assert run == before and "score_batch_size" not in run["preset"]
+    data = {"digest": "d" * 64}
+    saved = {"config": {**run, "preset": {**run["preset"], "score_batch_size": 16}}, "epoch": 0, "fingerprint": data}
+    assert resume_mode(saved, run, data)[0] == "same"

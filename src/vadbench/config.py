@@ -333,7 +333,8 @@ def localization_of(config: dict[str, Any], dataset: str) -> dict[str, Any]:
 
 #: Preset keys that say how a job runs, not what it computes; no part of the run config
 #: (:func:`vadbench.training.run_identity`), added back by the train script (:func:`execution_of`).
-EXECUTION_KEYS = ("data_placement",)
+#: ``score_batch_size`` is read by the score and maps rules only: changing it must not retrain.
+EXECUTION_KEYS = ("data_placement", "score_batch_size")
 
 
 def execution_of(config: dict[str, Any], dataset: str, variant: str) -> dict[str, Any]:

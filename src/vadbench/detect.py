@@ -78,6 +78,7 @@ def log_detector(tracker, model_path: str | Path, protocol, settings, manifest: 
     from vadbench.training import load_trained
 
     model, run = load_trained(model_path)
+    model.to(memory_format=torch.contiguous_format)  # the exported program takes plain (B, C, T, H, W) arrays
     preset = run["preset"]
     h, w = preset["frame_size"]
     uses_flow = getattr(model, "uses_flow", False)
@@ -223,7 +224,7 @@ def detect(
     from vadbench.maps import LocalizationSettings, frame_boxes, smooth, video_maps
     from vadbench.protocol import Protocol
     from vadbench.scoring import frame_scores, model_clip_scores
-    from vadbench.training import load_trained
+    from vadbench.training import load_trained, preset_layout
 
     use_host(threads)
     out_dir = Path(out_dir)
@@ -265,12 +266,13 @@ def detect(
                 flow = FlowInput(
                     scratch / "flow", preset["flow"]["normalisation"], preset["flow"].get("max_displacement", 1.0)
                 )
-            errors, _ = model_clip_scores(net, arrays, index, protocol, batch_size, device, flow)
+            layout = preset_layout(preset)
+            errors, _ = model_clip_scores(net, arrays, index, protocol, batch_size, device, flow, layout)
             raw = frame_scores(index.starts, errors, len(frames), protocol)
             from vadbench.clips import ClipLoader
 
             loader = ClipLoader(arrays, "test", index, batch_size, flow=flow)
-            (saved,) = video_maps(net, loader, protocol.offset, settings.measure, device)
+            (saved,) = video_maps(net, loader, protocol.offset, settings.measure, device, layout)
             error, output, scored = saved["error"], saved["output"], saved["scored"]
     origin = "training clips of the model (maps rule)"
     if threshold is not None:

@@ -138,13 +138,19 @@ def ssim_map(output: np.ndarray, target: np.ndarray) -> np.ndarray:
     return (1.0 - full.mean(axis=2)).astype(np.float32)
 
 
-def clip_maps(model, loader, offset: int, measure: str, device) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
-    """Yield ``(clip ids (B,), error (B, H, W) float32, output (B, H, W, C) uint8)`` per batch."""
+def clip_maps(
+    model, loader, offset: int, measure: str, device, memory_format=None
+) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """Yield ``(clip ids (B,), error (B, H, W) float32, output (B, H, W, C) uint8)`` per batch,
+    the batches given in ``memory_format`` (the layout of the model's weights; default contiguous)."""
     import torch
 
+    from vadbench.training import batch_to
+
+    layout = torch.contiguous_format if memory_format is None else memory_format
     with torch.no_grad():
         for ids, clips in loader.batches():
-            clips = clips.to(device)
+            clips = batch_to(clips, device, layout)
             error, output = model.error_map(clips, offset)
             output = output.float().clamp(-1, 1)
             out_hwc = output.permute(0, 2, 3, 1).cpu().numpy()
@@ -157,7 +163,7 @@ def clip_maps(model, loader, offset: int, measure: str, device) -> Iterator[tupl
             yield ids, error, np.round((out_hwc + 1) * 127.5).astype(np.uint8)
 
 
-def video_maps(model, loader, offset: int, measure: str, device) -> list[dict[str, np.ndarray]]:
+def video_maps(model, loader, offset: int, measure: str, device, memory_format=None) -> list[dict[str, np.ndarray]]:
     """Every video of ``loader`` as :func:`load_map` returns it: ``{"error": (T, H, W) float16,
     "output": (T, H, W, C) uint8, "scored": (T,) bool}``, zeros where no clip scores a frame."""
     index = loader.index
@@ -169,7 +175,7 @@ def video_maps(model, loader, offset: int, measure: str, device) -> list[dict[st
         }
         for v in loader.videos
     ]
-    for ids, error, output in clip_maps(model, loader, offset, measure, device):
+    for ids, error, output in clip_maps(model, loader, offset, measure, device, memory_format):
         for i, e, o in zip(ids, error, output):
             video, t = saved[index.video_ids[i]], index.starts[i] + offset
             video["error"][t], video["output"][t], video["scored"][t] = e, o, True
@@ -184,11 +190,11 @@ def spread_clips(index, n: int):
     return ClipIndex(index.videos, index.video_ids[picks], index.starts[picks], index.clip_length)
 
 
-def training_threshold(model, loader, offset: int, settings: LocalizationSettings, device) -> float:
+def training_threshold(model, loader, offset: int, settings: LocalizationSettings, device, memory_format=None) -> float:
     """The box threshold: ``threshold_quantile`` of the smoothed maps of the loader's (training) clips."""
     values = [
         smooth(error, settings.smoothing_sigma).ravel()
-        for _, error, _ in clip_maps(model, loader, offset, settings.measure, device)
+        for _, error, _ in clip_maps(model, loader, offset, settings.measure, device, memory_format)
     ]
     threshold = float(np.quantile(np.concatenate(values), settings.threshold_quantile))
     if not math.isfinite(threshold) or threshold <= 0:
@@ -226,7 +232,7 @@ def compute_maps(
     from vadbench.clips import ClipLoader, load_index
     from vadbench.devices import job_device
     from vadbench.host import use_host
-    from vadbench.training import flow_input, load_trained
+    from vadbench.training import flow_input, load_trained, preset_layout
 
     use_host(threads)
     with job_device() as device:
@@ -242,11 +248,12 @@ def compute_maps(
             batch_size,
             flow=flow,
         )
-        threshold = training_threshold(model, train, offset, settings, device)
+        layout = preset_layout(run["preset"])
+        threshold = training_threshold(model, train, offset, settings, device, layout)
         index = load_index(index_path, "test")
         loader = ClipLoader(arrays_dir, "test", index, batch_size, flow=flow)
         shapes = [v.shape for v in loader.videos]
-        saved = video_maps(model, loader, offset, settings.measure, device)
+        saved = video_maps(model, loader, offset, settings.measure, device, layout)
         errors, outputs, scored = ([m[key] for m in saved] for key in ("error", "output", "scored"))
     boxes: dict[str, list] = {}
     rows = []

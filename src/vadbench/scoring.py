@@ -46,13 +46,20 @@ def frame_scores(clip_starts: np.ndarray, clip_errors: np.ndarray, n_frames: int
 
 @torch.no_grad()
 def clip_errors(
-    model: torch.nn.Module, loader: ClipLoader, device: torch.device, measure: str = "memae_l2"
+    model: torch.nn.Module,
+    loader: ClipLoader,
+    device: torch.device,
+    measure: str = "memae_l2",
+    memory_format: torch.memory_format = torch.contiguous_format,
 ) -> np.ndarray:
     """Errors of every clip of ``loader`` in index order under ``measure`` (the protocol's
-    ``error``, see :meth:`vadbench.models.memae.MemAE.clip_errors`): (N,) float64."""
+    ``error``, see :meth:`vadbench.models.memae.MemAE.clip_errors`): (N,) float64. The batches
+    go in ``memory_format``, the layout of the model's weights (:func:`vadbench.training.load_trained`)."""
+    from vadbench.training import batch_to
+
     errors = np.empty(len(loader.index))
     for ids, clips in loader.batches():
-        errors[ids] = model.clip_errors(clips.to(device), measure).double().cpu().numpy()
+        errors[ids] = model.clip_errors(batch_to(clips, device, memory_format), measure).double().cpu().numpy()
     return errors
 
 
@@ -257,7 +264,7 @@ def _score_on(
     threads: int,
     flow_dir,
 ) -> dict[str, Any]:
-    from vadbench.training import flow_input, load_trained
+    from vadbench.training import flow_input, load_trained, preset_layout
 
     use_host(threads)
     # refuses a model of other data (frames, clips and, for a model that reads it, flow)
@@ -269,7 +276,8 @@ def _score_on(
         )
     index = load_index(index_path, "test")
     arrays: dict[str, Any] = {"videos": np.array(index.videos), "protocol": json.dumps(protocol.to_dict())}
-    errors, extra = model_clip_scores(model, arrays_dir, index, protocol, batch_size, device, flow)
+    layout = preset_layout(run["preset"])
+    errors, extra = model_clip_scores(model, arrays_dir, index, protocol, batch_size, device, flow, layout)
     arrays.update(extra)
     labels = np.load(labels_path)
     for vid, name in enumerate(index.videos):
@@ -285,11 +293,19 @@ def _score_on(
 
 
 def model_clip_scores(
-    model: torch.nn.Module, arrays_dir, index, protocol: Protocol, batch_size: int, device: torch.device, flow=None
+    model: torch.nn.Module,
+    arrays_dir,
+    index,
+    protocol: Protocol,
+    batch_size: int,
+    device: torch.device,
+    flow=None,
+    memory_format: torch.memory_format = torch.contiguous_format,
 ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """Every test clip's error under the model's own test procedure (MNAD's test-time memory,
     AMMC-Net's PSNR and commit, or a stateless ``clip_errors`` under ``protocol.error``), in index
-    order, and the extra arrays that procedure saves.
+    order, and the extra arrays that procedure saves. ``memory_format``: the layout of a stateless
+    model's weights, which its batches are given in (:func:`clip_errors`).
 
     Raises:
         ConfigError: ``protocol.error`` set for a model with its own test procedure, or unset
@@ -310,4 +326,5 @@ def model_clip_scores(
         return mnad_clip_scores(model, ClipLoader(arrays_dir, "test", index, 1), protocol, device)
     if own == "AMMC-Net":
         return ammc_clip_scores(model, ClipLoader(arrays_dir, "test", index, batch_size, flow=flow), protocol, device)
-    return clip_errors(model, ClipLoader(arrays_dir, "test", index, batch_size), device, protocol.error), {}
+    loader = ClipLoader(arrays_dir, "test", index, batch_size)
+    return clip_errors(model, loader, device, protocol.error, memory_format), {}

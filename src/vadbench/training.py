@@ -98,8 +98,8 @@ def make_optimizers(model: torch.nn.Module, preset: dict[str, Any]) -> dict[str,
     }
 
 
-def _to(clips: Any, device: torch.device, memory_format: torch.memory_format) -> Any:
-    """A batch on the training device, in ``memory_format`` (a tensor batch; others as they are)."""
+def batch_to(clips: Any, device: torch.device, memory_format: torch.memory_format) -> Any:
+    """A batch on the model's device, in ``memory_format`` (a tensor batch; others as they are)."""
     clips = clips.to(device, non_blocking=True)
     if memory_format is not torch.contiguous_format and isinstance(clips, torch.Tensor):
         clips = clips.contiguous(memory_format=memory_format)
@@ -259,7 +259,7 @@ def _precision(preset: dict[str, Any], device: torch.device, resumed: dict[str, 
     return saved
 
 
-def _memory_format(preset: dict[str, Any]) -> torch.memory_format:
+def preset_layout(preset: dict[str, Any]) -> torch.memory_format:
     """The layout training keeps conv weights and batches in. With ``channels_last_3d`` oneDNN runs
     the 3D convolutions on the channels-last layout it computes in instead of reordering every
     activation there and back (most of a contiguous step's oneDNN time on the project's CPU,
@@ -317,8 +317,9 @@ def _config_changes(old: dict[str, Any], new: dict[str, Any], limit: int = 6) ->
 
 def run_identity(run: dict[str, Any]) -> dict[str, Any]:
     """``run`` without the preset's :data:`vadbench.config.EXECUTION_KEYS` (``data_placement``
-    moves the same bytes into the same batches): what a checkpoint must match. A checkpoint
-    written under another placement is the same run."""
+    moves the same bytes into the same batches; ``score_batch_size`` only batches the test pass):
+    what a checkpoint must match. A checkpoint written under another placement or scoring batch
+    (one from before ``score_batch_size`` was an execution key included) is the same run."""
     preset = run.get("preset")
     if not isinstance(preset, dict) or not preset.keys() & set(EXECUTION_KEYS):
         return run
@@ -382,7 +383,7 @@ def validation_loss(
     seen = 0
     with contextlib.closing(loader.batches()) as batches:
         for _, clips in batches:
-            loss, _ = model.training_loss(_to(clips, device, memory_format))
+            loss, _ = model.training_loss(batch_to(clips, device, memory_format))
             add_terms(sums, {"loss": loss}, len(clips))
             seen += len(clips)
     model.train()
@@ -463,7 +464,7 @@ def _train_on(
         torch.use_deterministic_algorithms(True)
     torch.manual_seed(run["seed"])
     np.random.seed(run["seed"])
-    memory_format = _memory_format(preset)
+    memory_format = preset_layout(preset)
     model = build_model(run["model"], **run["model_params"]).to(device, memory_format=memory_format)
     flow = flow_input(model, flow_dir, preset)
     optimizers = make_optimizers(model, preset)
@@ -572,7 +573,7 @@ def _train_on(
                 for b, (_, clips) in enumerate(batches):
                     if b < skip:  # done before a SIGTERM
                         continue
-                    parts = training_step(model, _to(clips, device, memory_format), optimizers, autocast)
+                    parts = training_step(model, batch_to(clips, device, memory_format), optimizers, autocast)
                     add_terms(sums, parts, len(clips))
                     seen += len(clips)
                     seen_here += len(clips)
@@ -682,7 +683,9 @@ def load_trained(
     flow_dir: str | Path | None = None,
 ) -> tuple[torch.nn.Module, dict[str, Any]]:
     """Rebuild a model from ``model.pt`` on ``device`` (a job's from :func:`vadbench.devices.job_device`);
-    returns ``(model in eval mode, run config)``.
+    returns ``(model in eval mode, run config)``. The weights are in the layout the run trained in
+    (:func:`preset_layout`), so that batches in that layout reach oneDNN without a reorder per
+    convolution (``benchmarks/score_pass.py``).
 
     Given ``arrays_dir`` and ``index_path``, first checks that the model was trained on that data
     (same :func:`vadbench.fingerprint.data_fingerprint`) and raises :class:`DatasetError` if not.
@@ -691,7 +694,7 @@ def load_trained(
     if arrays_dir is not None and index_path is not None:
         require_same_data(model_path, state.get("fingerprint"), arrays_dir, index_path, flow_dir)
     run = state["config"]
-    model = build_model(run["model"], **run["model_params"]).to(device)
+    model = build_model(run["model"], **run["model_params"]).to(device, memory_format=preset_layout(run["preset"]))
     model.load_state_dict(state["state_dict"])
     model.eval()
     return model, run
