@@ -141,6 +141,34 @@ def test_detect_scores_new_footage_with_the_model_logged_to_mlflow(localized, tm
     assert json.loads((out / "b/detect.json").read_text())["threshold_origin"].startswith("training clips")
 
 
+def test_the_logged_model_maps_a_batch_of_any_size_as_the_trained_model_does(localized):
+    """What README promises of ``mlflow.pytorch.load_model(runs:/<id>/model)``: a module whose
+    output is the anomaly map, for one clip or many (an example of one clip would have fixed the
+    exported batch at 1)."""
+    code = f"""
+import json, mlflow, mlflow.pytorch, torch
+from vadbench.detect import _map_module
+from vadbench.protocol import Protocol
+from vadbench.training import load_trained
+mlflow.set_tracking_uri("sqlite:///{localized / "results/mlflow.db"}")
+run_id = json.load(open("results/toy/memae/seed0/run.json"))["mlflow_run_id"]
+logged = mlflow.pytorch.load_model(f"runs:/{{run_id}}/model")
+model, run = load_trained("results/toy/memae/seed0/model.pt")
+info = json.load(open(mlflow.artifacts.download_artifacts(f"runs:/{{run_id}}/model/extra_files/vadbench.json")))
+reference = _map_module(model, Protocol.from_dict(info["protocol"]).offset, 1, False)
+h, w = run["preset"]["frame_size"]
+torch.manual_seed(0)
+x = torch.rand(3, 1, run["preset"]["clip_length"], h, w) * 2 - 1
+for b in (1, 3):
+    out = logged(x[:b])
+    assert out.shape == (b, h, w), out.shape
+    assert torch.allclose(out, reference(x[:b]), atol=1e-5), b
+print("ok")
+"""
+    proc = subprocess.run([sys.executable, "-c", code], cwd=localized, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0 and proc.stdout.strip().endswith("ok"), proc.stderr[-3000:]
+
+
 def test_detect_refuses_unreadable_or_too_short_input_with_a_clear_error(localized, tmp_path):
     junk = tmp_path / "junk.mp4"
     junk.write_bytes(os.urandom(4096))

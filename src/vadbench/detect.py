@@ -82,7 +82,9 @@ def log_detector(tracker, model_path: str | Path, protocol, settings, manifest: 
     preset = run["preset"]
     h, w = preset["frame_size"]
     uses_flow = getattr(model, "uses_flow", False)
-    example = torch.zeros(1, preset["channels"] + 2 * uses_flow, preset["clip_length"], h, w)
+    # two clips, not one: torch.export specialises a dimension whose example size is 1, and the
+    # logged program would refuse every batch but a single clip
+    example = torch.zeros(2, preset["channels"] + 2 * uses_flow, preset["clip_length"], h, w)
     module = _map_module(model, protocol.offset, preset["channels"], uses_flow)
     info = {
         "run": run,
