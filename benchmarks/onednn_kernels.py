@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import collections
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -47,8 +46,7 @@ def worker(args: argparse.Namespace) -> None:
     autocast = _autocast(torch.device("cpu"), args.amp)
     for _ in range(3):
         training_step(model, clips, optimizers, autocast)
-    sys.stdout.flush()
-    print("=== measured ===", flush=True)
+    print("=== measured ===", flush=True)  # before oneDNN writes to the same stdout
     with torch.backends.mkldnn.verbose(torch.backends.mkldnn.VERBOSE_ON):
         for _ in range(args.steps):
             training_step(model, clips, optimizers, autocast)
@@ -93,7 +91,7 @@ def main() -> None:
         worker(args)
         return
     argv = [sys.executable, __file__, "--worker", *sys.argv[1:]]
-    out = subprocess.run(argv, capture_output=True, text=True, check=True, env=os.environ.copy()).stdout
+    out = subprocess.run(argv, capture_output=True, text=True, check=True).stdout
     lines = out.split("=== measured ===", 1)[-1].splitlines()
     print(f"MemAE training steps, preset {args.preset}, {args.threads} threads, amp {args.amp}, {args.steps} steps")
     summarise(lines, args.steps, args.top)
