@@ -10,9 +10,10 @@ from test_training import Interrupt, StopAfter
 
 import vadbench.precision
 from vadbench.aggregate import trained_precision
+from vadbench.clips import hold_out_videos, load_index, make_loader
 from vadbench.config import run_config
 from vadbench.precision import native_bf16, resolve_amp
-from vadbench.training import train_model
+from vadbench.training import load_trained, train_model, validation_loss
 
 CPU = torch.device("cpu")
 
@@ -79,6 +80,22 @@ def test_bf16_and_fp32_trainings_differ(prepared, tmp_path):
     train_model(_run("bf16"), *data, tmp_path / "bf16.pt", tmp_path / "bf16.ckpt")
     train_model(_run("none"), *data, tmp_path / "fp32.pt", tmp_path / "fp32.ckpt")
     assert not _same_weights(_state(tmp_path / "bf16.pt")["state_dict"], _state(tmp_path / "fp32.pt")["state_dict"])
+
+
+def test_the_validation_loss_is_computed_in_the_training_precision(prepared, tmp_path):
+    """A bf16 run's val_loss is its training loss's function (bf16 autocast) on the held-out clips:
+    recomputed from the saved model under bf16 it is equal, under fp32 it is not."""
+    run = _run("bf16")
+    run["preset"]["validation_videos"] = 1
+    train_model(run, prepared / "arrays", prepared / "clips.npz", tmp_path / "m.pt", tmp_path / "m.ckpt")
+    logged = _state(tmp_path / "m.pt")["history"][-1]["val_loss"]
+    model, _ = load_trained(tmp_path / "m.pt", CPU)
+    _, held_out = hold_out_videos(load_index(prepared / "clips.npz", "train"), 1)
+    loader = make_loader(prepared / "arrays", "train", held_out, run["preset"]["batch_size"])
+    bf16 = validation_loss(model, loader, CPU, autocast=lambda: torch.autocast("cpu", dtype=torch.bfloat16))
+    fp32 = validation_loss(model, loader, CPU)
+    assert logged == bf16
+    assert fp32 != bf16
 
 
 def test_a_resumed_auto_run_keeps_its_checkpoints_precision_on_other_hardware(prepared, tmp_path, monkeypatch, caplog):

