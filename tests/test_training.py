@@ -192,3 +192,19 @@ def test_drop_last_reaches_the_training_loader(prepared, tmp_path):
     with pytest.raises(ConfigError, match="drop_last: true with batch_size 64, but the train split has only 27"):
         preset = {**run["preset"], "batch_size": 64, "drop_last": True}
         train_model({**run, "preset": preset}, *args, tmp_path / "none.pt", tmp_path / "none.ckpt")
+
+
+def test_the_backend_is_deterministic_on_cpu_and_autotuned_on_cuda(monkeypatch):
+    from vadbench.training import configure_backend
+
+    monkeypatch.setattr(torch.backends.cudnn, "benchmark", False)
+    deterministic = torch.are_deterministic_algorithms_enabled()
+    try:
+        torch.use_deterministic_algorithms(False)
+        configure_backend(torch.device("cuda"))  # setting the flag needs no GPU
+        assert torch.backends.cudnn.benchmark and not torch.are_deterministic_algorithms_enabled()
+        torch.backends.cudnn.benchmark = False
+        configure_backend(torch.device("cpu"))
+        assert torch.are_deterministic_algorithms_enabled() and not torch.backends.cudnn.benchmark
+    finally:
+        torch.use_deterministic_algorithms(deterministic)

@@ -106,6 +106,18 @@ def batch_to(clips: Any, device: torch.device, memory_format: torch.memory_forma
     return clips
 
 
+def configure_backend(device: torch.device) -> None:
+    """How the backend computes a training job. On the CPU: deterministic algorithms, so that a
+    seed gives the same weights and a resumed run the weights of an uninterrupted one (tested).
+    On CUDA: cuDNN's autotuner (``cudnn.benchmark``), which times the convolution algorithms once
+    per shape and keeps the fastest; every batch of a preset has the same shape but perhaps the
+    last, and GPU training was never bit-reproducible (atomic adds in the backward passes)."""
+    if device.type == "cpu":
+        torch.use_deterministic_algorithms(True)
+    elif device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+
+
 def training_step(
     model: torch.nn.Module, clips: Any, optimizers: dict[str, torch.optim.Optimizer], autocast
 ) -> dict[str, float | torch.Tensor]:
@@ -467,8 +479,7 @@ def _train_on(
     fingerprint = data_fingerprint(arrays_dir, index_path, flow_dir=flow_dir)
     log.info("training data: %s", describe(fingerprint))
     use_host(threads)
-    if device.type == "cpu":
-        torch.use_deterministic_algorithms(True)
+    configure_backend(device)
     torch.manual_seed(run["seed"])
     np.random.seed(run["seed"])
     memory_format = preset_layout(preset)
