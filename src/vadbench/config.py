@@ -16,7 +16,6 @@ import string
 from pathlib import Path
 from typing import Any
 
-import jsonschema
 import yaml
 
 from vadbench.errors import ConfigError
@@ -118,6 +117,8 @@ def validate_config(config: dict[str, Any], schema_path: str | Path) -> None:
             mlflow["system_metrics_interval"] = _number(mlflow["system_metrics_interval"])
     _check_pinned(config)
     schema = yaml.safe_load(Path(schema_path).read_text())
+    import jsonschema  # here, not at the top: run_config and the presets are used where it is not installed
+
     validator = jsonschema.Draft202012Validator(schema)
     errors = sorted(
         validator.iter_errors(config), key=lambda e: (len(e.absolute_path), list(map(str, e.absolute_path)))

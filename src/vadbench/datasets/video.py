@@ -16,7 +16,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import av
 from PIL import Image
 
 from vadbench.errors import DatasetError
@@ -25,7 +24,6 @@ JPEG_QUALITY = 95
 # The longest test or training video of the supported datasets has a few thousand frames; a million
 # (9 hours at 30 fps) bounds what one crafted file can write to the disk.
 MAX_FRAMES = 1_000_000
-_AV_ERRORS = (av.FFmpegError, OSError, ValueError, IndexError)
 
 
 def decode_video(avi: Path, out_dir: Path) -> list[Path]:
@@ -42,13 +40,16 @@ def decode_video(avi: Path, out_dir: Path) -> list[Path]:
         DatasetError: PyAV cannot open or decode ``avi``, it holds no video stream, or it
             yields no frame.
     """
+    import av  # here: every job that imports a layout would pay for PyAV, and few decode video
+
+    av_errors = (av.FFmpegError, OSError, ValueError, IndexError)
     avi = Path(avi)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     paths: list[Path] = []
     try:
         container = av.open(str(avi))
-    except _AV_ERRORS as err:
+    except av_errors as err:
         raise _undecodable(avi, err, 0) from None
     with container:
         if not container.streams.video:
@@ -71,7 +72,7 @@ def decode_video(avi: Path, out_dir: Path) -> list[Path]:
                 image = frame.to_ndarray(format="rgb24")
             except StopIteration:
                 break
-            except _AV_ERRORS as err:
+            except av_errors as err:
                 raise _undecodable(avi, err, len(paths)) from None
             if len(paths) >= MAX_FRAMES:
                 raise DatasetError(
