@@ -22,7 +22,6 @@ for each variant at its fastest row, training only.
 from __future__ import annotations
 
 import argparse
-import json
 import tempfile
 import time
 from pathlib import Path
@@ -34,6 +33,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from vadbench.clips import DeviceClipLoader, build_index, load_index
 from vadbench.config import run_config
+from vadbench.fileio import write_json
 from vadbench.host import use_host
 from vadbench.models import build_model
 from vadbench.training import _autocast, configure_backend, make_optimizers, training_step
@@ -76,7 +76,7 @@ def step_rate(run: dict, device: torch.device, amp: str, layout: str, steps: int
     with FlopCounterMode(display=False) as counter, torch.no_grad():
         model(clips)
     flops_per_step = 3 * counter.get_total_flops()
-    optimizers = make_optimizers(model, {**preset, "amp": amp})
+    optimizers = make_optimizers(model, preset)
     autocast = _autocast(device, amp)
     for _ in range(warmup):  # cuDNN's autotuner times its algorithms in the first steps
         training_step(model, clips, optimizers, autocast)
@@ -101,7 +101,7 @@ def loader_seconds_per_batch(preset: dict, device: torch.device, batches: int = 
             (arrays / split).mkdir(parents=True)
             np.save(arrays / split / "01.npy", rng.integers(0, 256, (frames, h, w, 1), dtype=np.uint8))
         splits = {"train": {"01": frames}, "test": {"01": frames}}
-        (arrays / "manifest.json").write_text(json.dumps({"size": [h, w], "channels": 1, "splits": splits}))
+        write_json(arrays / "manifest.json", {"size": [h, w], "channels": 1, "splits": splits})
         build_index(arrays, t, 1, 1, Path(tmp) / "clips.npz")
         index = load_index(Path(tmp) / "clips.npz", "train")
         loader = DeviceClipLoader(arrays, "train", index, batch, device=device)

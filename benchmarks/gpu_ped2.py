@@ -6,8 +6,9 @@ checkout only (64 MiB at most) and has no MLflow or Snakemake:
     # 54 MiB, into gpu_carry/ (git-ignored)
     .venv/bin/python benchmarks/gpu_ped2.py pack --frames resources/ped2/frames --to gpu_carry/ped2
 
-    # there (the device tool's run, carry ["gpu_carry"]): decode, index, train, score, AUC
-    python3 benchmarks/gpu_ped2.py train --frames gpu_carry/ped2 --out $OUT --minutes 6
+    # there (the device tool's run, carry ["gpu_carry"]; the checkout is not installed there, so
+    # src/ goes on the path, as benchmarks/gpu_session.sh does): decode, index, train, score, AUC
+    PYTHONPATH=src python3 benchmarks/gpu_ped2.py train --frames gpu_carry/ped2 --out $OUT --minutes 6
 
 ``train`` runs the package as the DAG's jobs do (``decode_videos``, ``build_index``,
 ``train_model``, ``score_videos``, ``evaluate``), without MLflow. It trains one epoch, measures
@@ -29,19 +30,17 @@ import logging
 import math
 import platform
 import shutil
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "src"))  # the device machine runs the checkout without installing it
+from vadbench.arrays import decode_frame, decode_videos
+from vadbench.clips import build_index, load_index
+from vadbench.datasets.canonical import canonical_frames
+from vadbench.fileio import read_json
 
-from vadbench.arrays import decode_frame, decode_videos  # noqa: E402
-from vadbench.clips import build_index, load_index  # noqa: E402
-from vadbench.datasets.canonical import canonical_frames  # noqa: E402
-from vadbench.fileio import read_json  # noqa: E402
+REPO = Path(__file__).resolve().parents[1]
 
 
 def pack(frames: Path, to: Path, size: int, quality: int) -> None:

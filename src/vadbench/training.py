@@ -394,8 +394,8 @@ def validation_loss(
 
     ``autocast`` is the training step's precision context, so that the validation loss is the
     training loss's own function on other clips (as Lightning and the Hugging Face Trainer
-    validate under mixed precision); in bf16 it is also 1.7x faster than fp32 on a Ped2 `cpu`
-    model (about 26 s of a 20-epoch training). Scoring stays fp32 (:mod:`vadbench.scoring`)."""
+    validate under mixed precision); in bf16 it is also 1.6x faster than fp32 on a Ped2 `cpu`
+    model (``benchmarks/validation_pass.py``; about 24 s of a 20-epoch training). Scoring stays fp32 (:mod:`vadbench.scoring`)."""
     model.eval()
     sums: dict[str, Any] = {}
     seen = 0
